@@ -36,7 +36,7 @@ struct RunArgs {
     hostname: String,
 
     /// The command to run and its arguments, passed through verbatim.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(required = true, trailing_var_arg = true)]
     cmd: Vec<String>,
 }
 // ANCHOR_END: cli

@@ -48,7 +48,7 @@ struct RunArgs {
     rootfs: Option<std::path::PathBuf>,
 
     /// The command to run and its arguments, passed through verbatim.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(required = true, trailing_var_arg = true)]
     cmd: Vec<String>,
 }
 // ANCHOR_END: cli

@@ -64,7 +64,7 @@ struct RunArgs {
     cpus: Option<f64>,
 
     /// The command to run and its arguments, passed through verbatim.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(required = true, trailing_var_arg = true)]
     cmd: Vec<String>,
 }
 // ANCHOR_END: cli
