@@ -1,1 +1,137 @@
-fn main() {}
+//! Workspace tooling, run as `cargo xtask <command>` (an alias in .cargo/config.toml).
+//!
+//! xtask runs as you, never as root: where a command needs root it runs a workspace binary
+//! through the same runner `cargo run` uses (scripts/run-as-root).
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  rootfs            rebuild the default root filesystem in .rootfs/default
+  v2-test           run the step05 behaviour tests inside a pure cgroup v2 guest (QEMU)
+";
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("xtask: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
+    match args.first().map(String::as_str) {
+        Some("rootfs") => rootfs(),
+        Some("v2-test") => v2_test(rest),
+        Some("-h" | "--help" | "help") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command {other:?}\n{USAGE}"),
+    }
+}
+
+/// The workspace root (xtask/ sits in it).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ is inside the workspace")
+        .to_path_buf()
+}
+
+/// Runs `cmd` in the workspace; fails if it fails.
+pub fn run_cmd(cmd: &mut Command) -> Result<()> {
+    cmd.current_dir(workspace());
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{:?} failed ({status})", cmd);
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// `cargo xtask rootfs`: rebuild the default root filesystem on purpose (as root, via the
+/// runner, like every step does on first use).
+fn rootfs() -> Result<()> {
+    run_cmd(cargo().args(["run", "--quiet", "-p", "cfs-support", "--bin", "cfs-rootfs"]))
+}
+
+/// Builds the test binaries of `package` and returns their paths (cargo's JSON messages).
+pub fn test_binaries(package: &str) -> Result<Vec<PathBuf>> {
+    let out = cargo()
+        .current_dir(workspace())
+        .args(["test", "--no-run", "--message-format=json", "-p", package])
+        .output()
+        .context("cannot run cargo test --no-run")?;
+    if !out.status.success() {
+        bail!(
+            "building the tests of {package} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .filter(|l| l.contains("\"profile\"") && l.contains("\"test\":true"))
+        .filter_map(|l| {
+            let start = l.find("\"executable\":\"")? + "\"executable\":\"".len();
+            let end = start + l[start..].find('"')?;
+            Some(PathBuf::from(&l[start..end]))
+        })
+        .collect())
+}
+
+/// `cargo xtask v2-test`: the step05 behaviour tests (every step's checks) inside a throw-away
+/// pure cgroup v2 guest, as on Ubuntu 22.04+, Fedora or Debian 12 desktops.
+fn v2_test(extra: &[String]) -> Result<()> {
+    let ws = workspace();
+    // The binary under test and the root filesystem the tests use are staged into the guest.
+    run_cmd(cargo().args(["build", "--quiet", "-p", "step05-cgroups"]))?;
+    rootfs_if_missing()?;
+    let tests = test_binaries("step05-cgroups")?;
+    let behaviour = tests
+        .iter()
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("behaviour-"))
+        })
+        .context("no behaviour test binary for step05-cgroups")?;
+    let bin = target_dir().join("debug/step05-cgroups");
+    let mut cmd = Command::new(ws.join("scripts/v2-guest.sh"));
+    cmd.arg("--with")
+        .arg(&bin)
+        .arg("--with")
+        .arg(ws.join(".rootfs/default"))
+        .arg(behaviour)
+        .args(extra);
+    run_cmd(&mut cmd)
+}
+
+fn rootfs_if_missing() -> Result<()> {
+    run_cmd(cargo().args([
+        "run",
+        "--quiet",
+        "-p",
+        "cfs-support",
+        "--bin",
+        "cfs-rootfs",
+        "--",
+        "--if-missing",
+    ]))
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+}
