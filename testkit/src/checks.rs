@@ -571,7 +571,7 @@ fn cgroup_is_removed_after_exit(rt: &Runtime) -> Result<(), String> {
         let pid = running.pid();
         let out = running.wait(Duration::from_secs(30))?;
         expect_status(&out, status, &format!("`run {}`", args.join(" ")))?;
-        let left = leftover_cgroups(pid);
+        let left = leftover_cgroups(rt, pid);
         if !left.is_empty() {
             return Err(format!(
                 "after `run {}` these cgroups were left behind: {left:?}",
@@ -582,24 +582,12 @@ fn cgroup_is_removed_after_exit(rt: &Runtime) -> Result<(), String> {
     Ok(())
 }
 
-/// Cgroup directories whose name ends in "-PID" for the runtime's PID.
-fn leftover_cgroups(runtime_pid: i32) -> Vec<std::path::PathBuf> {
+/// Cgroup directories named after this run of the runtime (`cfs-NAME-PID`).
+fn leftover_cgroups(rt: &Runtime, runtime_pid: i32) -> Vec<std::path::PathBuf> {
     let suffix = format!("-{runtime_pid}");
-    let roots: Vec<std::path::PathBuf> = if host::cgroup_v2() {
-        vec!["/sys/fs/cgroup".into()]
-    } else {
-        CONTROLLERS
-            .iter()
-            .filter_map(|c| host::v1_mount_point(c))
-            .collect()
-    };
-    roots
-        .iter()
-        .filter_map(|root| std::fs::read_dir(root).ok())
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(&suffix) && e.path().is_dir())
-        .map(|e| e.path())
+    host::runtime_cgroups(&rt.name())
+        .into_iter()
+        .filter(|dir| dir.to_string_lossy().ends_with(&suffix))
         .collect()
 }
 
@@ -623,7 +611,7 @@ fn cgroup_is_removed_after_sigterm(rt: &Runtime) -> Result<(), String> {
 fn cgroup_is_removed_after_ctrl_c(rt: &Runtime) -> Result<(), String> {
     let script = "trap 'exit 130' INT; echo ready; while :; do sleep 0.1; done";
     let running = rt.spawn(&["--pids-limit", "10", "sh", "-c", script])?;
-    let container = running.find_descendant("trap 'exit 130'")?;
+    let container = running.find_descendant(&format!("sh -c {script}"))?;
     let dirs = host::cgroup_dirs(container, CONTROLLERS)?;
     // Ctrl-C sends SIGINT to the terminal's whole foreground process group.
     std::thread::sleep(Duration::from_millis(200));
@@ -648,7 +636,7 @@ fn bad_limits_are_usage_errors(rt: &Runtime) -> Result<(), String> {
                 out.describe()
             ));
         }
-        let left = leftover_cgroups(pid);
+        let left = leftover_cgroups(rt, pid);
         if !left.is_empty() {
             return Err(format!(
                 "after refusing `{option} {value}` these cgroups were left behind: {left:?}"

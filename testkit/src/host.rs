@@ -72,13 +72,15 @@ impl Running {
         self.child.id() as i32
     }
 
-    /// Waits for the first descendant process whose command line contains `marker`.
+    /// Waits for the first descendant process whose command line starts with `marker`: the
+    /// container's command once exec'd (before that, the forked child still carries the
+    /// runtime's command line, which merely *contains* the marker).
     pub fn find_descendant(&self, marker: &str) -> Result<i32, String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(pid) = descendants(self.pid())
                 .into_iter()
-                .find(|pid| cmdline(*pid).contains(marker))
+                .find(|pid| cmdline(*pid).starts_with(marker))
             {
                 return Ok(pid);
             }
@@ -333,4 +335,26 @@ pub fn gone(dirs: &[PathBuf]) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The cgroup directories named after runs of the runtime `name` (`cfs-NAME-PID`), in every
+/// hierarchy.
+pub fn runtime_cgroups(name: &str) -> Vec<PathBuf> {
+    let prefix = format!("cfs-{name}-");
+    let roots: Vec<PathBuf> = if cgroup_v2() {
+        vec!["/sys/fs/cgroup".into()]
+    } else {
+        ["pids", "memory", "cpu"]
+            .iter()
+            .filter_map(|c| v1_mount_point(c))
+            .collect()
+    };
+    roots
+        .iter()
+        .filter_map(|root| std::fs::read_dir(root).ok())
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
 }

@@ -146,7 +146,21 @@ pub fn main(bin: &str, step: u8) -> ! {
             )
         })
         .collect();
-    libtest_mimic::run(&args, trials).exit()
+    let before = host::runtime_cgroups(&runtime.name());
+    let conclusion = libtest_mimic::run(&args, trials);
+    // Whatever each check looked at, no run may leave a cgroup behind.
+    let left: Vec<_> = host::runtime_cgroups(&runtime.name())
+        .into_iter()
+        .filter(|dir| !before.contains(dir))
+        .collect();
+    if !left.is_empty() {
+        eprintln!(
+            "error: these runs of {} left cgroups behind: {left:?}",
+            runtime.name()
+        );
+        std::process::exit(101);
+    }
+    conclusion.exit()
 }
 
 /// `path` as a string for command lines.
