@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 mod provision;
 
 #[cfg(target_os = "linux")]
-pub use provision::{provision_default_rootfs, ProvisionReport};
+pub use provision::{
+    build_rootfs, provision_default_rootfs, provision_default_rootfs_from, ProvisionReport, Source,
+};
 
 /// Where the default root filesystem lives: `<workspace>/.rootfs/default`.
 ///

@@ -30,6 +30,11 @@ pub struct ProvisionReport {
 
 /// Makes sure `<workspace>/.rootfs/default` exists and is complete; rebuilds it when `force`.
 pub fn provision_default_rootfs(force: bool) -> Result<ProvisionReport> {
+    provision_default_rootfs_from(force, Source::Auto)
+}
+
+/// [`provision_default_rootfs`], choosing where the programs come from.
+pub fn provision_default_rootfs_from(force: bool, source: Source) -> Result<ProvisionReport> {
     let dir = crate::default_rootfs_dir();
     if !force && is_complete(&dir) {
         return Ok(ProvisionReport {
@@ -57,7 +62,7 @@ pub fn provision_default_rootfs(force: bool) -> Result<ProvisionReport> {
 
     let staging = parent.join(format!(".build-{}", std::process::id()));
     let _ = fs::remove_dir_all(&staging);
-    let built_from = build(&staging).inspect_err(|_| {
+    let built_from = build_rootfs(&staging, source).inspect_err(|_| {
         let _ = fs::remove_dir_all(&staging);
     })?;
     if dir.exists() {
@@ -80,18 +85,35 @@ fn is_complete(dir: &Path) -> bool {
     fs::read_to_string(dir.join(MARKER)).is_ok_and(|m| m.starts_with(LAYOUT_VERSION))
 }
 
-fn build(root: &Path) -> Result<String> {
+/// Where the programs of a root filesystem come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A static busybox if the host has one, the host's programs otherwise.
+    Auto,
+    /// The host's own programs and their shared libraries.
+    HostPrograms,
+}
+
+/// Builds a root filesystem in `root` (which must not exist yet, or be empty).
+pub fn build_rootfs(root: &Path, source: Source) -> Result<String> {
     fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
-    let source = match find_static_busybox() {
+    let busybox = match source {
+        Source::Auto => find_static_busybox(),
+        Source::HostPrograms => None,
+    };
+    let source = match busybox {
         Some(busybox) => {
             install_busybox(root, &busybox)?;
             format!("static busybox from {}", busybox.display())
         }
         None => {
             install_host_programs(root)?;
-            "the host's own programs and their libraries (no static busybox found; \
-             `apt install busybox-static` gives a smaller, more complete one)"
-                .to_string()
+            let mut text = "the host's own programs and their libraries".to_string();
+            if source == Source::Auto {
+                text += " (no static busybox found; `apt install busybox-static` gives a \
+                         smaller, more complete one)";
+            }
+            text
         }
     };
     skeleton(root)?;
@@ -164,6 +186,9 @@ fn install_host_programs(root: &Path) -> Result<()> {
         let host = Path::new("/").join(top);
         if let Ok(target) = fs::read_link(&host) {
             symlink(&target, root.join(top))?;
+            // Create what the link points to, so paths through it resolve from the start.
+            let target = target.strip_prefix("/").unwrap_or(&target);
+            fs::create_dir_all(root.join(target))?;
         }
     }
     let mut files = BTreeSet::new();
@@ -209,7 +234,9 @@ fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
 fn copy_preserving_path(root: &Path, file: &Path) -> Result<()> {
     let real =
         fs::canonicalize(file).with_context(|| format!("cannot resolve {}", file.display()))?;
-    for path in [file.to_path_buf(), real.clone()] {
+    // The real file first: through the rootfs's own merged-/usr links `file` may name the
+    // very same place, which must then stay the file and not become a link to itself.
+    for path in [real.clone(), file.to_path_buf()] {
         let dest = root.join(path.strip_prefix("/").unwrap_or(&path));
         if dest.symlink_metadata().is_ok() {
             continue;
