@@ -1,0 +1,67 @@
+//! A probe that behaviour tests run *inside* containers (bind-mounted with the host's
+//! libraries) to report what busybox cannot: seccomp verdicts, open descriptors, the result
+//! of a chroot escape attempt. Each verb prints one line of facts.
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        // keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING): `man 2 keyctl`.
+        Some("keyctl") => {
+            // SAFETY: a syscall with integer arguments only.
+            let rc = unsafe { libc::syscall(libc::SYS_keyctl, 0, -3i64, 0, 0, 0) };
+            let err = std::io::Error::last_os_error();
+            println!(
+                "keyctl rc={rc} errno={}",
+                if rc < 0 {
+                    err.raw_os_error().unwrap_or(0)
+                } else {
+                    0
+                }
+            );
+        }
+        Some("fds") => {
+            let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            // read_dir's own descriptor shows up too; report it apart.
+            fds.sort();
+            println!("fds {}", fds.join(","));
+        }
+        // The classic chroot(2) escape: chroot into a subdirectory while keeping the cwd
+        // outside it, walk up with "..", chroot to what we reach. Against a chroot-only
+        // "container" this reaches the host's root; after pivot_root with the old root
+        // detached there is nothing above "/".
+        Some("escape") => {
+            let marker = args.get(2).cloned().unwrap_or_default();
+            let _ = std::fs::create_dir_all("/tmp/escape-jail");
+            // SAFETY: chroot/chdir with valid C strings.
+            unsafe {
+                let jail = std::ffi::CString::new("/tmp/escape-jail").unwrap();
+                let rc = libc::chroot(jail.as_ptr());
+                if rc != 0 {
+                    println!(
+                        "escape chroot-failed errno={}",
+                        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+                    );
+                    return;
+                }
+                let up = std::ffi::CString::new("..").unwrap();
+                for _ in 0..64 {
+                    libc::chdir(up.as_ptr());
+                }
+                let dot = std::ffi::CString::new(".").unwrap();
+                libc::chroot(dot.as_ptr());
+            }
+            let found = std::path::Path::new(&marker).exists();
+            println!("escape marker-visible={found}");
+        }
+        _ => {
+            eprintln!("usage: cfs-probe keyctl|fds|escape MARKER");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! `final doctor`: checks what the runtime needs from this machine and prints the fix for
+//! every problem. Returns 0 when all is well, 1 otherwise.
+
+use std::path::Path;
+
+struct Check {
+    ok: bool,
+    what: String,
+    fix: String,
+}
+
+fn check(ok: bool, what: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check {
+        ok,
+        what: what.into(),
+        fix: fix.into(),
+    }
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+pub fn run() -> i32 {
+    let mut checks = Vec::new();
+
+    let root = nix::unistd::geteuid().is_root();
+    let userns = read("/proc/sys/user/max_user_namespaces")
+        .trim()
+        .parse::<u64>()
+        .unwrap_or(0)
+        > 0;
+    checks.push(check(
+        root,
+        if root {
+            "running as root".to_string()
+        } else {
+            format!(
+                "not root (user namespaces {})",
+                if userns { "available" } else { "disabled" }
+            )
+        },
+        "run final with sudo (rootless containers are issue 6)",
+    ));
+
+    let layout = crate::cgroups::layout();
+    let (controllers, where_) = match layout {
+        crate::cgroups::Layout::V2 => (
+            read("/sys/fs/cgroup/cgroup.controllers"),
+            "/sys/fs/cgroup/cgroup.controllers",
+        ),
+        crate::cgroups::Layout::V1 { .. } => {
+            let found: Vec<&str> = ["memory", "pids", "cpu"]
+                .into_iter()
+                .filter(|c| {
+                    Path::new("/sys/fs/cgroup")
+                        .join(c)
+                        .join("cgroup.procs")
+                        .exists()
+                })
+                .collect();
+            (found.join(" "), "/sys/fs/cgroup/<controller>")
+        }
+    };
+    checks.push(check(true, format!("cgroups: {layout:?}"), ""));
+    for c in ["memory", "pids", "cpu"] {
+        let ok = controllers.split_whitespace().any(|x| x == c);
+        checks.push(check(
+            ok,
+            format!("cgroup controller {c} ({where_})"),
+            format!("enable the {c} controller: boot with cgroup_enable={c} (v1) or make sure systemd delegates it (v2: `cat /sys/fs/cgroup/cgroup.controllers`)"),
+        ));
+    }
+
+    let mountinfo = read("/proc/self/mountinfo");
+    let root_shared = mountinfo
+        .lines()
+        .find(|l| l.split_whitespace().nth(4) == Some("/"))
+        .is_some_and(|l| l.contains("shared:"));
+    checks.push(check(
+        true,
+        format!(
+            "mount propagation of / is {} (final makes its own namespace private first)",
+            if root_shared { "shared" } else { "private" }
+        ),
+        "",
+    ));
+
+    let filesystems = read("/proc/filesystems");
+    checks.push(check(
+        filesystems.contains("overlay"),
+        "overlayfs (each container's writable layer)",
+        "load it: `modprobe overlay` (and add `overlay` to /etc/modules)",
+    ));
+    let status = read("/proc/self/status");
+    checks.push(check(
+        status.contains("Seccomp:"),
+        "seccomp filters (CONFIG_SECCOMP_FILTER)",
+        "use a kernel built with CONFIG_SECCOMP_FILTER=y",
+    ));
+    let pivot = Path::new("/proc/self/ns/mnt").exists() && Path::new("/proc/self/ns/pid").exists();
+    checks.push(check(
+        pivot,
+        "namespaces (mnt, pid, uts, ipc, net, cgroup)",
+        "use a kernel with CONFIG_NAMESPACES and friends",
+    ));
+
+    let default = cfs_support::default_rootfs_dir();
+    let have_rootfs = default.join("bin").is_dir();
+    checks.push(check(
+        have_rootfs,
+        format!("default root filesystem {}", default.display()),
+        "it is built on first `final run`; that needs busybox-static (`apt install busybox-static`) or the host's programs",
+    ));
+
+    let mut bad = 0;
+    for c in &checks {
+        if c.ok {
+            println!("ok    {}", c.what);
+        } else {
+            bad += 1;
+            println!("FAIL  {}\n      fix: {}", c.what, c.fix);
+        }
+    }
+    if bad == 0 {
+        println!("everything final needs is here");
+        0
+    } else {
+        println!("{bad} problem(s) found");
+        1
+    }
+}

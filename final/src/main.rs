@@ -1,0 +1,122 @@
+//! `final`'s command line: parse, build a config, call the library, map the result to an
+//! exit status (docker's: the command's own, 128+N for signal N, 125 runtime error, 126
+//! cannot execute, 127 not found).
+
+mod cli;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    std::process::exit(run(cli));
+}
+
+#[cfg(not(target_os = "linux"))]
+fn run(_: cli::Cli) -> i32 {
+    cfs_support::not_linux()
+}
+
+#[cfg(target_os = "linux")]
+fn run(cli: cli::Cli) -> i32 {
+    use cfs_final::container::CommandFailed;
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            if let Some(CommandFailed(code)) = err.downcast_ref::<CommandFailed>() {
+                return *code; // already explained by the library
+            }
+            eprintln!("final: error: {err:#}");
+            cfs_support::EXIT_RUNTIME_ERROR
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
+    use cfs_final::{container, doctor, spec};
+    use cli::Command;
+    use std::time::Duration;
+    match cli.command {
+        Command::Run(args) => {
+            let args = *args;
+            container::require_root()?;
+            let rootfs = cfs_support::rootfs(args.rootfs.as_deref())?;
+            let tty = !args.detach && cfs_final::tty::stdin_is_tty();
+            let id_hint = args.name.clone();
+            let opts = spec::RunOptions {
+                rootfs,
+                args: args.cmd,
+                hostname: args.hostname.unwrap_or_default(),
+                env: args.env,
+                workdir: args.workdir,
+                user: args.user,
+                volumes: args.volumes,
+                read_only: args.read_only,
+                memory: args.memory,
+                cpus: args.cpus,
+                pids_limit: args.pids_limit,
+                tty,
+            };
+            let create = container::CreateOptions {
+                id: String::new(),
+                name: id_hint,
+                labels: args.labels.into_iter().collect(),
+                detach: args.detach,
+                auto_remove: args.rm,
+                tty,
+                overlay: true,
+            };
+            container::run(opts, create)
+        }
+        Command::Ps(args) => {
+            let mut recs = container::list();
+            if !args.all {
+                recs.retain(|r| r.status == cfs_final::state::Status::Running);
+            }
+            if args.format == "json" {
+                println!("{}", serde_json::to_string_pretty(&recs)?);
+            } else {
+                print!("{}", container::table(&recs));
+            }
+            Ok(0)
+        }
+        Command::Inspect { names } => {
+            let recs = names
+                .iter()
+                .map(|n| container::lookup(n))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            println!("{}", serde_json::to_string_pretty(&recs)?);
+            Ok(0)
+        }
+        Command::Logs { name } => {
+            let path = container::logs(&name)?;
+            let mut file = std::fs::File::open(&path)
+                .map_err(|e| anyhow::anyhow!("cannot open the log {}: {e}", path.display()))?;
+            std::io::copy(&mut file, &mut std::io::stdout().lock())?;
+            Ok(0)
+        }
+        Command::Exec(args) => {
+            let tty = cfs_final::tty::stdin_is_tty();
+            container::exec(&args.name, args.cmd, args.env, tty)
+        }
+        Command::Stop { time, names } => {
+            for name in names {
+                container::stop(&name, Duration::from_secs(time))?;
+                println!("{name}");
+            }
+            Ok(0)
+        }
+        Command::Kill { name, signal } => {
+            container::kill(&name, signal)?;
+            Ok(0)
+        }
+        Command::Rm { force, names } => {
+            for name in names {
+                container::remove(&name, force)?;
+                println!("{name}");
+            }
+            Ok(0)
+        }
+        Command::Doctor => Ok(doctor::run()),
+    }
+}

@@ -1,0 +1,452 @@
+//! The container's first process: how it is created (clone(2) straight into the new
+//! namespaces, no re-exec of the runtime) and what it does before execve(2) ([`init`]).
+//!
+//! Everything the child needs is computed *before* the clone ([`InitConfig`]): strings are
+//! already C strings, the mount plan is built, the seccomp filter compiled. The child only
+//! makes system calls, which keeps the hot path short and the failure modes few.
+
+use crate::channel::{Channel, Message};
+use crate::rootfs::MountOp;
+use crate::security::CapSets;
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+
+/// Where the container's stdin/stdout/stderr come from.
+#[derive(Debug)]
+pub enum Stdio {
+    /// The runtime's own 0, 1, 2 (foreground without a terminal: byte-exact pipes).
+    Inherit,
+    /// A pty slave: becomes the controlling terminal and 0, 1, 2.
+    Pty(RawFd),
+    /// Explicit descriptors (detached: /dev/null and the log file).
+    Fds {
+        stdin: RawFd,
+        stdout: RawFd,
+        stderr: RawFd,
+    },
+}
+
+/// What the child does, prepared by the parent.
+pub struct InitConfig {
+    pub hostname: Option<CString>,
+    pub plan: Vec<MountOp>,
+    pub new_cgroup_ns: bool,
+    pub new_net_ns: bool,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub cwd: PathBuf,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    /// The container's PATH, for finding argv[0] (not the runtime's PATH).
+    pub path: Vec<Vec<u8>>,
+    pub caps: CapSets,
+    pub no_new_privs: bool,
+    pub seccomp: Vec<seccompiler::BpfProgram>,
+    pub stdio: Stdio,
+    /// Kill the container if the runtime dies (foreground runs).
+    pub die_with_parent: bool,
+}
+
+fn cstring(s: &str, what: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| anyhow!("{what} contains a NUL byte: {s:?}"))
+}
+
+/// The namespaces to clone into. The cgroup namespace is *not* among them: it is unshared
+/// by the child after sync 1, once it sits in its own cgroup, so that its cgroup root is the
+/// container's cgroup and not the runtime's (`man 7 cgroup_namespaces`).
+pub fn clone_flags(spec: &Spec) -> (CloneFlags, bool) {
+    let mut flags = CloneFlags::empty();
+    let mut cgroup = false;
+    let namespaces = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
+    for ns in namespaces {
+        if ns.path().is_some() {
+            continue; // joining an existing namespace: issue 6 (--network host) and OCI.
+        }
+        match ns.typ() {
+            LinuxNamespaceType::Pid => flags |= CloneFlags::CLONE_NEWPID,
+            LinuxNamespaceType::Network => flags |= CloneFlags::CLONE_NEWNET,
+            LinuxNamespaceType::Ipc => flags |= CloneFlags::CLONE_NEWIPC,
+            LinuxNamespaceType::Uts => flags |= CloneFlags::CLONE_NEWUTS,
+            LinuxNamespaceType::Mount => flags |= CloneFlags::CLONE_NEWNS,
+            LinuxNamespaceType::User => flags |= CloneFlags::CLONE_NEWUSER,
+            LinuxNamespaceType::Cgroup => cgroup = true,
+            LinuxNamespaceType::Time => {}
+        }
+    }
+    (flags, cgroup)
+}
+
+impl InitConfig {
+    pub fn from_spec(
+        spec: &Spec,
+        plan: Vec<MountOp>,
+        stdio: Stdio,
+        die_with_parent: bool,
+    ) -> Result<InitConfig> {
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| anyhow!("the spec has no process"))?;
+        let args = process.args().clone().unwrap_or_default();
+        if args.is_empty() {
+            bail!("the spec's process has no args: nothing to run");
+        }
+        let argv = args
+            .iter()
+            .map(|a| cstring(a, "an argument"))
+            .collect::<Result<Vec<_>>>()?;
+        let env = process.env().clone().unwrap_or_default();
+        let envp = env
+            .iter()
+            .map(|e| cstring(e, "an environment variable"))
+            .collect::<Result<Vec<_>>>()?;
+        let path_var = env
+            .iter()
+            .rev()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(crate::spec::DEFAULT_PATH);
+        let path = path_var
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| d.as_bytes().to_vec())
+            .collect();
+        let (flags, new_cgroup_ns) = clone_flags(spec);
+        let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(profile) => crate::security::compile_seccomp(profile)?,
+            None => Vec::new(),
+        };
+        let user = process.user();
+        Ok(InitConfig {
+            hostname: match spec.hostname() {
+                Some(h) if flags.contains(CloneFlags::CLONE_NEWUTS) => {
+                    Some(cstring(h, "the hostname")?)
+                }
+                Some(_) => bail!("a hostname requires the UTS namespace"),
+                None => None,
+            },
+            plan,
+            new_cgroup_ns,
+            new_net_ns: flags.contains(CloneFlags::CLONE_NEWNET),
+            uid: user.uid(),
+            gid: user.gid(),
+            additional_gids: user.additional_gids().clone().unwrap_or_default(),
+            cwd: process.cwd().clone(),
+            argv,
+            envp,
+            path,
+            caps: CapSets::from_spec(process.capabilities().as_ref())?,
+            no_new_privs: process.no_new_privileges().unwrap_or(false),
+            seccomp,
+            stdio,
+            die_with_parent,
+        })
+    }
+}
+
+/// clone(2) like fork(2) (the child runs on a copy of our stack and returns here) but into
+/// new namespaces. With `cgroup_fd` (cgroup v2), clone3(2)'s CLONE_INTO_CGROUP starts the
+/// child directly in its cgroup; returns whether that worked, so the caller attaches
+/// otherwise.
+///
+/// # Safety
+/// The caller must be single-threaded (as after fork(2), only async-signal-safe work is
+/// guaranteed in the child of a multi-threaded process).
+pub unsafe fn clone_into(
+    flags: CloneFlags,
+    cgroup_fd: Option<RawFd>,
+) -> Result<(Option<Pid>, bool)> {
+    let exit_signal = libc::SIGCHLD as u64;
+    if let Some(fd) = cgroup_fd {
+        // struct clone_args (`man 2 clone3`), the CLONE_ARGS_SIZE_VER2 layout.
+        let mut args = [0u64; 11];
+        args[0] = flags.bits() as u64 | 0x2_0000_0000; // CLONE_INTO_CGROUP
+        args[4] = exit_signal;
+        args[10] = fd as u64;
+        // SAFETY: args is a valid clone_args of the given size; stack 0 = fork semantics.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                args.as_mut_ptr(),
+                std::mem::size_of_val(&args),
+            )
+        };
+        match rc {
+            0 => return Ok((None, true)),
+            pid if pid > 0 => return Ok((Some(Pid::from_raw(pid as i32)), true)),
+            _ => {} // ENOSYS/E2BIG/EINVAL on older kernels: fall back to clone + attach.
+        }
+    }
+    // SAFETY: raw clone with a NULL stack behaves like fork(2) in the child.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags.bits() as u64 | exit_signal,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match rc {
+        0 => Ok((None, false)),
+        pid if pid > 0 => Ok((Some(Pid::from_raw(pid as i32)), false)),
+        _ => {
+            let err = std::io::Error::last_os_error();
+            Err(err).with_context(|| {
+                format!(
+                    "clone({flags:?}) failed; `final doctor` checks that namespaces can be created"
+                )
+            })
+        }
+    }
+}
+
+/// The child's life: set the container up, then exec. Never returns.
+pub fn init(cfg: &InitConfig, chan: &Channel) -> ! {
+    if let Err(err) = setup(cfg, chan) {
+        let _ = chan.send(&Message::Failed {
+            code: 125,
+            message: format!("{err:#}"),
+        });
+        // SAFETY: _exit(2) is always safe; no destructors or atexit handlers in the child.
+        unsafe { libc::_exit(125) }
+    }
+    let (code, message) = exec(cfg);
+    let _ = chan.send(&Message::Failed { code, message });
+    // SAFETY: as above.
+    unsafe { libc::_exit(code) }
+}
+
+/// For `final exec`: the caller already joined the container; finish and exec.
+pub fn finish_and_exec(cfg: &InitConfig, chan: &Channel) -> ! {
+    if let Err(err) = finish(cfg) {
+        let _ = chan.send(&Message::Failed {
+            code: 125,
+            message: format!("{err:#}"),
+        });
+        // SAFETY: _exit(2) is always safe.
+        unsafe { libc::_exit(125) }
+    }
+    let (code, message) = exec(cfg);
+    let _ = chan.send(&Message::Failed { code, message });
+    // SAFETY: as above.
+    unsafe { libc::_exit(code) }
+}
+
+fn setup(cfg: &InitConfig, chan: &Channel) -> Result<()> {
+    // sync 1: wait until the parent has put us in our cgroup.
+    match chan.recv()? {
+        Some(Message::Proceed) => {}
+        _ => bail!("the runtime went away before the container started"),
+    }
+    // A session of our own: the container is not in the runtime's process group, so a
+    // terminal's Ctrl-C reaches it only through the runtime (or its own pty).
+    nix::unistd::setsid().context("setsid failed")?;
+    if cfg.new_cgroup_ns {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .context("unshare(CLONE_NEWCGROUP) failed")?;
+    }
+    if let Some(h) = &cfg.hostname {
+        nix::unistd::sethostname(h.to_str().unwrap_or_default()).context("sethostname failed")?;
+    }
+    if cfg.new_net_ns {
+        crate::network::loopback_up()?;
+    }
+    // Not dumpable: until execve, /proc/1/exe (this runtime's binary on the host) and our
+    // memory cannot be opened by anything in the container (`man 2 prctl`). execve resets it.
+    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE) failed")?;
+
+    // umask 0 so device nodes and mount points get exactly the modes we ask for.
+    let old_umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    crate::rootfs::execute(&cfg.plan)?;
+    nix::sys::stat::umask(old_umask);
+
+    finish(cfg)
+}
+
+/// The part shared by a container's first process and `final exec`: stdio, working
+/// directory, credentials, capabilities, fds, signals, no_new_privs, seccomp.
+pub fn finish(cfg: &InitConfig) -> Result<()> {
+    use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
+    match cfg.stdio {
+        Stdio::Inherit => {}
+        Stdio::Pty(slave) => {
+            // SAFETY: TIOCSCTTY on a valid tty fd in a new session makes it our terminal.
+            if unsafe { libc::ioctl(slave, libc::TIOCSCTTY, 0) } < 0 {
+                return Err(std::io::Error::last_os_error()).context("ioctl(TIOCSCTTY) failed");
+            }
+            dup_to_stdio(slave, slave, slave)?;
+        }
+        Stdio::Fds {
+            stdin,
+            stdout,
+            stderr,
+        } => dup_to_stdio(stdin, stdout, stderr)?,
+    }
+
+    // The working directory must exist (created as docker does) and be a directory.
+    match std::fs::metadata(&cfg.cwd) {
+        Ok(m) if !m.is_dir() => bail!(
+            "the working directory {} is not a directory inside the container\nfix: pass a directory to --workdir",
+            cfg.cwd.display()
+        ),
+        Ok(_) => {}
+        Err(_) => std::fs::create_dir_all(&cfg.cwd)
+            .with_context(|| format!("cannot create the working directory {}", cfg.cwd.display()))?,
+    }
+
+    cfg.caps.drop_bounding()?;
+    let gids: Vec<Gid> = cfg
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    setgroups(&gids).context("setgroups failed")?;
+    setgid(Gid::from_raw(cfg.gid)).with_context(|| format!("setgid({}) failed", cfg.gid))?;
+    setuid(Uid::from_raw(cfg.uid)).with_context(|| format!("setuid({}) failed", cfg.uid))?;
+    nix::unistd::chdir(&cfg.cwd).with_context(|| {
+        format!(
+            "cannot enter the working directory {} as uid {}",
+            cfg.cwd.display(),
+            cfg.uid
+        )
+    })?;
+    cfg.caps.apply()?;
+    if cfg.die_with_parent {
+        // After setuid: a change of credentials clears the parent-death signal.
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .context("prctl(PR_SET_PDEATHSIG) failed")?;
+    }
+
+    // Only 0, 1, 2 may reach the container: everything else (the sync socket included) is
+    // closed at execve. close_range(2) with CLOSE_RANGE_CLOEXEC keeps the socket usable for
+    // reporting an exec failure.
+    // SAFETY: marks descriptors close-on-exec; touches no memory.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc != 0 {
+        mark_cloexec_slow()?;
+    }
+
+    // Signals blocked or ignored by the runtime would stay so across execve.
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    )?;
+    for sig in [
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGPIPE,
+        libc::SIGTTOU,
+        libc::SIGTTIN,
+    ] {
+        // SAFETY: restoring the default disposition installs no handler.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+
+    if cfg.no_new_privs {
+        crate::security::set_no_new_privs()?;
+    }
+    // Last: from here on, only the allowed system calls work.
+    crate::security::load_seccomp(&cfg.seccomp)?;
+    Ok(())
+}
+
+fn dup_to_stdio(stdin: RawFd, stdout: RawFd, stderr: RawFd) -> Result<()> {
+    for (from, to) in [(stdin, 0), (stdout, 1), (stderr, 2)] {
+        // SAFETY: dup2 on descriptors we own.
+        if unsafe { libc::dup2(from, to) } < 0 {
+            return Err(std::io::Error::last_os_error()).context("dup2 onto stdio failed");
+        }
+    }
+    Ok(())
+}
+
+/// Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC: walk /proc/self/fd instead.
+fn mark_cloexec_slow() -> Result<()> {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .context("cannot list /proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: sets a flag on a descriptor; a stale one just fails with EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
+}
+
+/// execve(2) the command, searching the *container's* PATH. Returns only on failure, with
+/// the exit status docker uses: 127 not found, 126 found but not executable.
+pub fn exec(cfg: &InitConfig) -> (i32, String) {
+    let name = cfg.argv[0].as_bytes();
+    let mut argv: Vec<*const libc::c_char> = cfg.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = cfg.envp.iter().map(|e| e.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let shown = String::from_utf8_lossy(name).into_owned();
+
+    let try_exec = |path: &CString| -> std::io::Error {
+        // SAFETY: NUL-terminated argv/envp arrays of valid C strings.
+        unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        std::io::Error::last_os_error()
+    };
+    let verdict = |err: &std::io::Error| -> (i32, String) {
+        match err.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => (
+                127,
+                format!("{shown}: no such file or directory in the container"),
+            ),
+            Some(libc::EACCES) => (126, format!("{shown}: permission denied (not executable)")),
+            Some(libc::ENOEXEC) => (
+                126,
+                format!("{shown}: exec format error (not a program or script with #!)"),
+            ),
+            _ => (126, format!("{shown}: cannot execute: {err}")),
+        }
+    };
+
+    if name.contains(&b'/') {
+        return verdict(&try_exec(&cfg.argv[0]));
+    }
+    let mut denied = None;
+    for dir in &cfg.path {
+        let mut full = dir.clone();
+        full.push(b'/');
+        full.extend_from_slice(name);
+        let Ok(full) = CString::new(full) else {
+            continue;
+        };
+        let err = try_exec(&full);
+        match err.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => continue,
+            _ => denied = Some(err),
+        }
+    }
+    match denied {
+        Some(err) => verdict(&err),
+        None => (
+            127,
+            format!("{shown}: command not found in the container's PATH"),
+        ),
+    }
+}

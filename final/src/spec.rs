@@ -1,0 +1,564 @@
+//! `final run`'s options turned into an OCI runtime spec (the `config.json` model).
+//!
+//! Everything the container *is* lives in the [`Spec`]: the process (args, env, cwd, user,
+//! capabilities, no_new_privs), the mounts, the namespaces, masked and read-only paths, the
+//! cgroup resources and the seccomp profile. [`crate::container::create`] starts a container
+//! from a `Spec` and nothing else, so the OCI verbs (`create`/`start` on a bundle, issue 5's
+//! follow-up) reuse the same path with a spec read from `config.json`.
+//!
+//! The defaults follow docker's: its capability set (`man 7 capabilities`), its masked and
+//! read-only `/proc` paths, its seccomp profile's denied syscalls (`man 2 seccomp`).
+
+use crate::parse::{Id, UserSpec, Volume};
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder,
+    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder,
+    LinuxSeccompOperator, LinuxSyscallBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
+    Spec, SpecBuilder, UserBuilder,
+};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// What `final run` was asked for, after parsing and before resolving against the rootfs.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub rootfs: PathBuf,
+    pub args: Vec<String>,
+    pub hostname: String,
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<PathBuf>,
+    pub user: Option<UserSpec>,
+    pub volumes: Vec<Volume>,
+    pub read_only: bool,
+    pub memory: Option<i64>,
+    pub cpus: Option<f64>,
+    pub pids_limit: Option<i64>,
+    pub tty: bool,
+}
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's default capability set (moby `oci/caps/defaults.go`); everything else, notably
+/// CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_SYS_MODULE and CAP_NET_ADMIN, is dropped from all sets
+/// including the bounding set, so no exec can regain it (`man 7 capabilities`).
+pub const DEFAULT_CAPS: [Capability; 14] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::Mknod,
+    Capability::NetRaw,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
+];
+
+/// Paths under /proc and /sys that leak host information or offer host control; docker hides
+/// them (files: /dev/null bound over them; directories: an empty read-only tmpfs).
+pub const MASKED_PATHS: [&str; 13] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+    "/proc/sysrq-trigger",
+];
+
+/// Readable but not writable: writing kernel tunables (/proc/sys) would change the host.
+pub const READONLY_PATHS: [&str; 4] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"];
+
+/// Syscalls docker's default profile does not allow for a container without extra
+/// capabilities: kernel keyrings (not namespaced), module loading, clock setting, mount and
+/// namespace manipulation, tracing, BPF, kexec, swap, reboot... They fail with EPERM.
+pub const DENIED_SYSCALLS: &[&str] = &[
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "delete_module",
+    "finit_module",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "fspick",
+    "get_mempolicy",
+    "init_module",
+    "io_uring_enter",
+    "io_uring_register",
+    "io_uring_setup",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mbind",
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "move_pages",
+    "name_to_handle_at",
+    "nfsservctl",
+    "open_by_handle_at",
+    "open_tree",
+    "perf_event_open",
+    "pivot_root",
+    "process_vm_readv",
+    "process_vm_writev",
+    "ptrace",
+    "quotactl",
+    "reboot",
+    "request_key",
+    "set_mempolicy",
+    "setns",
+    "settimeofday",
+    "swapoff",
+    "swapon",
+    "sysfs",
+    "_sysctl",
+    "umount2",
+    "unshare",
+    "uselib",
+    "userfaultfd",
+    "ustat",
+];
+
+/// The CLONE_NEW* flags; clone(2) with any of them is refused, as docker does without
+/// CAP_SYS_ADMIN (new namespaces inside would escape the container's limits).
+const CLONE_NAMESPACE_FLAGS: [u64; 7] = [
+    0x0002_0000, // CLONE_NEWNS
+    0x0200_0000, // CLONE_NEWCGROUP
+    0x0400_0000, // CLONE_NEWUTS
+    0x0800_0000, // CLONE_NEWIPC
+    0x1000_0000, // CLONE_NEWUSER
+    0x2000_0000, // CLONE_NEWPID
+    0x4000_0000, // CLONE_NEWNET
+];
+
+const EPERM: u32 = 1;
+const ENOSYS: u32 = 38;
+
+/// Docker's default seccomp profile, expressed as an OCI `linux.seccomp` section: allow by
+/// default, deny the list above with EPERM, and answer clone3 with ENOSYS so that libcs fall
+/// back to clone(2), whose flags a classic BPF filter can inspect (clone3 passes a pointer).
+pub fn default_seccomp() -> Result<LinuxSeccomp> {
+    let mut syscalls = vec![LinuxSyscallBuilder::default()
+        .names(
+            DENIED_SYSCALLS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .action(LinuxSeccompAction::ScmpActErrno)
+        .errno_ret(EPERM)
+        .build()?];
+    syscalls.push(
+        LinuxSyscallBuilder::default()
+            .names(vec!["clone3".to_string()])
+            .action(LinuxSeccompAction::ScmpActErrno)
+            .errno_ret(ENOSYS)
+            .build()?,
+    );
+    for flag in CLONE_NAMESPACE_FLAGS {
+        syscalls.push(
+            LinuxSyscallBuilder::default()
+                .names(vec!["clone".to_string()])
+                .action(LinuxSeccompAction::ScmpActErrno)
+                .errno_ret(EPERM)
+                .args(vec![LinuxSeccompArgBuilder::default()
+                    .index(0usize)
+                    .value(flag)
+                    .value_two(flag)
+                    .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+                    .build()?])
+                .build()?,
+        );
+    }
+    Ok(LinuxSeccompBuilder::default()
+        .default_action(LinuxSeccompAction::ScmpActAllow)
+        .syscalls(syscalls)
+        .build()?)
+}
+
+fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount> {
+    Ok(MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()?)
+}
+
+/// The mounts every container gets, docker's set: /proc, a small tmpfs /dev with its own
+/// devpts instance (`man 4 pts`), /dev/shm, /dev/mqueue and a read-only /sys.
+fn default_mounts() -> Result<Vec<Mount>> {
+    Ok(vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        )?,
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        )?,
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?,
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        )?,
+    ])
+}
+
+/// A user resolved against the container's own /etc/passwd and /etc/group.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ResolvedUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+}
+
+/// Looks `who` up in the rootfs's passwd/group files. Numbers need no entry (as docker);
+/// names must exist.
+pub fn resolve_user(rootfs: &Path, who: Option<&UserSpec>) -> Result<ResolvedUser> {
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    // name:password:uid:gid:gecos:home:shell (`man 5 passwd`)
+    let entries: Vec<Vec<&str>> = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 7)
+        .collect();
+    let Some(who) = who else {
+        return Ok(ResolvedUser {
+            uid: 0,
+            gid: 0,
+            home: "/root".into(),
+        });
+    };
+    let (uid, mut gid, home) = match &who.user {
+        Id::Num(uid) => {
+            let entry = entries.iter().find(|f| f[2].parse() == Ok(*uid));
+            let gid = entry.and_then(|f| f[3].parse().ok()).unwrap_or(*uid);
+            let home = entry.map_or("/", |f| f[5]).to_string();
+            (*uid, gid, home)
+        }
+        Id::Name(name) => {
+            let Some(f) = entries.iter().find(|f| f[0] == name) else {
+                bail!(
+                    "unknown user {name:?}: not in the container's {}\nfix: use a numeric UID (-u 1000) or a user that exists in the root filesystem",
+                    rootfs.join("etc/passwd").display()
+                );
+            };
+            (
+                f[2].parse().unwrap_or(0),
+                f[3].parse().unwrap_or(0),
+                f[5].to_string(),
+            )
+        }
+    };
+    match &who.group {
+        None => {}
+        Some(Id::Num(g)) => gid = *g,
+        Some(Id::Name(name)) => {
+            let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+            let found = group
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == name);
+            match found.and_then(|f| f[2].parse().ok()) {
+                Some(g) => gid = g,
+                None => bail!(
+                    "unknown group {name:?}: not in the container's {}\nfix: use a numeric GID (-u 1000:1000)",
+                    rootfs.join("etc/group").display()
+                ),
+            }
+        }
+    }
+    Ok(ResolvedUser { uid, gid, home })
+}
+
+/// Turns `final run`'s options into the spec of the container to create.
+pub fn build(opts: &RunOptions) -> Result<Spec> {
+    if opts.args.is_empty() {
+        bail!(
+            "no command given: use `final run [OPTIONS] CMD [ARGS]...`, e.g. `final run /bin/sh`"
+        );
+    }
+    let user = resolve_user(&opts.rootfs, opts.user.as_ref())?;
+
+    let cwd = opts.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
+    if !cwd.is_absolute() {
+        bail!(
+            "invalid --workdir {}: it must be an absolute path inside the container",
+            cwd.display()
+        );
+    }
+
+    // Defaults first, so that -e overrides them (the last value of a key wins).
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), DEFAULT_PATH.into()),
+        ("HOSTNAME".into(), opts.hostname.clone()),
+        ("HOME".into(), user.home.clone()),
+    ];
+    if opts.tty {
+        env.push(("TERM".into(), "xterm".into()));
+    }
+    for (k, v) in &opts.env {
+        env.retain(|(key, _)| key != k);
+        env.push((k.clone(), v.clone()));
+    }
+
+    let caps: HashSet<Capability> = DEFAULT_CAPS.into_iter().collect();
+    // Non-root users get no capabilities at exec time anyway (`man 7 capabilities`,
+    // "Capabilities and execution of programs by root"): keep effective/permitted honest.
+    let (effective, permitted) = if user.uid == 0 {
+        (caps.clone(), caps.clone())
+    } else {
+        (HashSet::new(), HashSet::new())
+    };
+    let process = ProcessBuilder::default()
+        .terminal(opts.tty)
+        .args(opts.args.clone())
+        .env(
+            env.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>(),
+        )
+        .cwd(cwd)
+        .user(UserBuilder::default().uid(user.uid).gid(user.gid).build()?)
+        .capabilities(
+            LinuxCapabilitiesBuilder::default()
+                .bounding(caps)
+                .effective(effective)
+                .permitted(permitted)
+                .inheritable(HashSet::new())
+                .ambient(HashSet::new())
+                .build()?,
+        )
+        .no_new_privileges(true)
+        .build()?;
+
+    let mut mounts = default_mounts()?;
+    for v in &opts.volumes {
+        let source = std::fs::canonicalize(&v.source).with_context(|| {
+            format!(
+                "volume source {} does not exist or cannot be resolved\nfix: create it first (mkdir -p {}) or correct the path",
+                v.source.display(),
+                v.source.display()
+            )
+        })?;
+        let mut options = vec!["rbind", "nosuid", "nodev"];
+        options.push(if v.readonly { "ro" } else { "rw" });
+        mounts.push(mount(
+            &v.destination.to_string_lossy(),
+            "bind",
+            &source.to_string_lossy(),
+            &options,
+        )?);
+    }
+    if opts.read_only
+        && !opts
+            .volumes
+            .iter()
+            .any(|v| v.destination == Path::new("/tmp"))
+    {
+        // A read-only root still needs scratch space (docker's --read-only --tmpfs /tmp).
+        mounts.push(mount(
+            "/tmp",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "nodev", "mode=1777"],
+        )?);
+    }
+
+    let namespaces = [
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Network,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Cgroup,
+    ]
+    .into_iter()
+    .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
+    .collect::<Result<Vec<_>, _>>()?;
+
+    let mut resources = LinuxResourcesBuilder::default();
+    if let Some(limit) = opts.memory {
+        // memory+swap equal to memory: no swap beyond the limit, so an OOM is an OOM.
+        resources = resources.memory(
+            LinuxMemoryBuilder::default()
+                .limit(limit)
+                .swap(limit)
+                .build()?,
+        );
+    }
+    if let Some(cpus) = opts.cpus {
+        const PERIOD: u64 = 100_000;
+        resources = resources.cpu(
+            LinuxCpuBuilder::default()
+                .period(PERIOD)
+                .quota((cpus * PERIOD as f64).round() as i64)
+                .build()?,
+        );
+    }
+    if let Some(limit) = opts.pids_limit {
+        resources = resources.pids(LinuxPidsBuilder::default().limit(limit).build()?);
+    }
+
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .masked_paths(
+            MASKED_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .readonly_paths(
+            READONLY_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .resources(resources.build()?)
+        .seccomp(default_seccomp()?)
+        .build()?;
+
+    Ok(SpecBuilder::default()
+        .version("1.0.2")
+        .root(
+            RootBuilder::default()
+                .path(opts.rootfs.clone())
+                .readonly(opts.read_only)
+                .build()?,
+        )
+        .hostname(opts.hostname.clone())
+        .process(process)
+        .mounts(mounts)
+        .linux(linux)
+        .build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse;
+
+    fn fake_rootfs() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cfs-final-spec-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("etc")).unwrap();
+        std::fs::write(
+            dir.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1001:Alice:/home/alice:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("etc/group"), "root:x:0:\nstaff:x:50:alice\n").unwrap();
+        dir
+    }
+
+    #[test]
+    fn users_resolve_in_the_rootfs() {
+        let root = fake_rootfs();
+        let alice = parse::user("alice").unwrap();
+        assert_eq!(
+            resolve_user(&root, Some(&alice)).unwrap(),
+            ResolvedUser {
+                uid: 1000,
+                gid: 1001,
+                home: "/home/alice".into()
+            }
+        );
+        let numeric = parse::user("1000:staff").unwrap();
+        assert_eq!(resolve_user(&root, Some(&numeric)).unwrap().gid, 50);
+        let stranger = parse::user("7").unwrap();
+        assert_eq!(resolve_user(&root, Some(&stranger)).unwrap().uid, 7);
+        let bob = parse::user("bob").unwrap();
+        assert!(resolve_user(&root, Some(&bob))
+            .unwrap_err()
+            .to_string()
+            .contains("unknown user"));
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn spec_from_options() {
+        let root = fake_rootfs();
+        let opts = RunOptions {
+            rootfs: root.clone(),
+            args: vec!["sh".into()],
+            hostname: "box".into(),
+            env: vec![("PATH".into(), "/bin".into()), ("A".into(), "1".into())],
+            read_only: true,
+            memory: Some(64 << 20),
+            cpus: Some(0.5),
+            pids_limit: Some(10),
+            volumes: vec![parse::volume(&format!("{}:/data:ro", root.display())).unwrap()],
+            ..Default::default()
+        };
+        let spec = build(&opts).unwrap();
+        let env = spec.process().as_ref().unwrap().env().clone().unwrap();
+        assert!(env.contains(&"PATH=/bin".to_string()));
+        assert_eq!(env.iter().filter(|e| e.starts_with("PATH=")).count(), 1);
+        assert!(env.contains(&"HOSTNAME=box".to_string()));
+        let mounts = spec.mounts().as_ref().unwrap();
+        let data = mounts
+            .iter()
+            .find(|m| m.destination() == Path::new("/data"))
+            .unwrap();
+        assert!(data.options().as_ref().unwrap().contains(&"ro".to_string()));
+        assert!(mounts.iter().any(|m| m.destination() == Path::new("/tmp")));
+        let res = spec.linux().as_ref().unwrap().resources().as_ref().unwrap();
+        assert_eq!(res.cpu().as_ref().unwrap().quota(), Some(50_000));
+        assert_eq!(res.memory().as_ref().unwrap().limit(), Some(64 << 20));
+        assert_eq!(res.pids().as_ref().unwrap().limit(), 10);
+        assert!(spec.root().as_ref().unwrap().readonly().unwrap());
+
+        let missing = RunOptions {
+            volumes: vec![parse::volume("/does/not/exist:/x").unwrap()],
+            ..opts
+        };
+        let err = format!("{:#}", build(&missing).unwrap_err());
+        assert!(err.contains("/does/not/exist"), "{err}");
+        let _ = std::fs::remove_dir_all(root);
+    }
+}
