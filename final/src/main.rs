@@ -7,7 +7,18 @@ mod cli;
 use clap::Parser;
 
 fn main() {
-    let cli = cli::Cli::parse();
+    // Usage errors are runtime errors (125) as in docker; --help and --version exit 0.
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            std::process::exit(if err.use_stderr() {
+                cfs_support::EXIT_RUNTIME_ERROR
+            } else {
+                0
+            });
+        }
+    };
     std::process::exit(run(cli));
 }
 

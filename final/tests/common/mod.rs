@@ -1,0 +1,152 @@
+//! Helpers for the behaviour tests: run the built `final` binary as root and look at the
+//! host from outside. Without root the tests fail with a clear message; they never skip.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const FINAL: &str = env!("CARGO_BIN_EXE_final");
+pub const PROBE: &str = env!("CARGO_BIN_EXE_cfs-probe");
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "these behaviour tests create containers and need root: run `cargo test -p final` \
+         (the workspace runner uses sudo) or run the test binary as root"
+    );
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn finish(out: Output) -> Run {
+    use std::os::unix::process::ExitStatusExt;
+    let code = out
+        .status
+        .code()
+        .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
+    Run {
+        code,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `final ARGS...` with stdin from /dev/null.
+pub fn final_(args: &[&str]) -> Run {
+    require_root();
+    let out = Command::new(FINAL)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot start the final binary");
+    finish(out)
+}
+
+/// `final ARGS...`, asserting success, returning stdout.
+pub fn ok(args: &[&str]) -> String {
+    let r = final_(args);
+    assert_eq!(
+        r.code, 0,
+        "final {args:?} failed with {}:\n{}{}",
+        r.code, r.stdout, r.stderr
+    );
+    r.stdout
+}
+
+/// `final run [opts] sh -c SCRIPT`, asserting success.
+pub fn sh(opts: &[&str], script: &str) -> String {
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(&["sh", "-c", script]);
+    ok(&args)
+}
+
+/// Volume flags that make the probe (a glibc program) runnable in the busybox rootfs:
+/// the host's libraries, read-only, and the probe itself at /probe.
+pub fn probe_volumes() -> Vec<String> {
+    let mut v = vec![format!("{PROBE}:/probe:ro")];
+    for lib in ["/lib", "/lib64"] {
+        if Path::new(lib).exists() {
+            v.push(format!("{lib}:{lib}:ro"));
+        }
+    }
+    v
+}
+
+pub fn probe(verb: &[&str]) -> String {
+    let vols = probe_volumes();
+    let mut args = vec!["run", "--rm"];
+    for v in &vols {
+        args.push("-v");
+        args.push(v);
+    }
+    args.push("/probe");
+    args.extend_from_slice(verb);
+    ok(&args)
+}
+
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// What a container may leave on the host: the host's mounts, our cgroups in every
+/// hierarchy, state and data directories.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HostSnapshot {
+    pub mounts: BTreeSet<String>,
+    pub cgroups: BTreeSet<PathBuf>,
+    pub state: BTreeSet<PathBuf>,
+}
+
+fn list(dir: &Path) -> BTreeSet<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+pub fn snapshot() -> HostSnapshot {
+    // Mount point, root and file system of every host mount (ids change; these must not).
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let sep = f.iter().position(|x| *x == "-").unwrap_or(0);
+            format!("{} {} {} {}", f[3], f[4], f[sep + 1], f[sep + 2])
+        })
+        .collect();
+    let mut cgroups = BTreeSet::new();
+    for hier in list(Path::new("/sys/fs/cgroup")) {
+        cgroups.extend(list(&hier.join("cfs-final")));
+    }
+    cgroups.extend(list(Path::new("/sys/fs/cgroup/cfs-final")));
+    let mut state = list(Path::new("/run/cfs-final"));
+    state.extend(list(Path::new("/var/lib/cfs-final")));
+    state.extend(list(Path::new("/run/cfs-final/names")));
+    HostSnapshot {
+        mounts,
+        cgroups,
+        state,
+    }
+}
+
+/// Our container entries in a snapshot (other tests may run containers concurrently, so
+/// tests compare only what they can attribute).
+pub fn ns_inode(pid: &str, ns: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,149 @@
+//! What a container *is*: namespaces, root, /dev, /proc, capabilities, seccomp, fds.
+//! Each test asserts kernel facts from inside (and, where it matters, from outside).
+#![cfg(target_os = "linux")]
+
+mod common;
+use common::*;
+
+#[test]
+fn hostname_and_pid_1() {
+    let out = sh(&["--hostname", "boxy"], "hostname; echo $$");
+    assert_eq!(out, "boxy\n1\n");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_ne!(host.trim(), "boxy", "the host's hostname changed");
+}
+
+#[test]
+fn default_hostname_is_the_short_id() {
+    let name = unique("hn");
+    let out = ok(&["run", "--name", &name, "hostname"]);
+    let inspect = ok(&["inspect", &name]);
+    let id = inspect.split("\"id\": \"").nth(1).unwrap()[..12].to_string();
+    assert_eq!(out.trim(), id);
+    ok(&["rm", &name]);
+}
+
+#[test]
+fn every_namespace_differs_from_the_host() {
+    let me = std::process::id().to_string();
+    let out = sh(
+        &[],
+        "for n in uts pid mnt ipc net cgroup; do readlink /proc/self/ns/$n; done",
+    );
+    let inside: Vec<&str> = out.lines().collect();
+    assert_eq!(inside.len(), 6, "{out}");
+    for (line, ns) in inside
+        .iter()
+        .zip(["uts", "pid", "mnt", "ipc", "net", "cgroup"])
+    {
+        let host = ns_inode(&me, ns);
+        assert!(line.starts_with(&format!("{ns}:[")), "{line}");
+        assert_ne!(*line, host, "{ns} namespace is the host's");
+    }
+}
+
+#[test]
+fn only_loopback_is_up() {
+    let out = sh(&[], "cat /sys/class/net/lo/operstate; ls /sys/class/net");
+    // lo is "unknown" when up (it has no carrier), "down" otherwise.
+    assert!(out.starts_with("unknown\n"), "{out}");
+    assert_eq!(out.lines().skip(1).collect::<Vec<_>>(), vec!["lo"]);
+}
+
+#[test]
+fn root_is_pivoted_and_the_host_is_not_visible() {
+    let out = sh(&[], "cat /proc/self/mountinfo | awk '$5 == \"/\"' | wc -l; test -e /.cfs-oldroot && echo oldroot-visible; ls /");
+    assert!(!out.contains("oldroot-visible"), "{out}");
+    assert!(!out.contains("work"), "host directories visible: {out}");
+    // The runtime's own binary is nowhere in the container.
+    let exe = sh(&[], "readlink /proc/1/exe; readlink /proc/self/exe");
+    assert!(!exe.contains("final"), "{exe}");
+}
+
+#[test]
+fn chroot_escape_fails() {
+    // A file that exists on the host only. The probe chroots into a subdirectory, climbs
+    // with "..", chroots again and looks for it.
+    let marker = format!("/tmp/cfs-escape-marker-{}", std::process::id());
+    std::fs::write(&marker, "host").unwrap();
+    let out = probe(&["escape", &marker]);
+    let _ = std::fs::remove_file(&marker);
+    assert_eq!(out.trim(), "escape marker-visible=false", "{out}");
+}
+
+#[test]
+fn dev_is_minimal() {
+    let out = sh(&[], "ls /dev | sort | tr '\\n' ' '");
+    let expected =
+        "core fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero ";
+    assert_eq!(out, expected);
+    let out = sh(&[], "echo x > /dev/null && head -c 4 /dev/zero | wc -c; ls /dev/sda /dev/mem /dev/kmsg 2>&1 | wc -l");
+    assert_eq!(out, "4\n3\n");
+}
+
+#[test]
+fn proc_paths_are_masked_or_read_only() {
+    let out = sh(&[], "wc -c < /proc/keys; wc -c < /proc/timer_list; ls /sys/firmware | wc -l; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null && echo wrote-proc-sys; touch /sys/x 2>/dev/null && echo wrote-sys; echo done");
+    assert_eq!(out, "0\n0\n0\ndone\n");
+    // The same file is not empty on the host: the test tells masked from missing.
+    assert!(!std::fs::read_to_string("/proc/timer_list")
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn capabilities_are_dockers_default_set() {
+    let out = sh(&[], "grep -E '^Cap(Bnd|Eff|Prm|Inh)' /proc/self/status");
+    // CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE NET_RAW
+    // SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP
+    let docker = "00000000a80425fb";
+    assert!(out.contains(&format!("CapBnd:\t{docker}")), "{out}");
+    assert!(out.contains(&format!("CapEff:\t{docker}")), "{out}");
+    assert!(out.contains("CapInh:\t0000000000000000"), "{out}");
+    // A non-root user has none at all.
+    let user = sh(&["-u", "1000"], "grep -E '^CapEff' /proc/self/status");
+    assert_eq!(user, "CapEff:\t0000000000000000\n");
+}
+
+#[test]
+fn no_new_privs_and_seccomp_filter_are_on() {
+    let out = sh(&[], "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status");
+    assert_eq!(out, "NoNewPrivs:\t1\nSeccomp:\t2\n");
+}
+
+#[test]
+fn seccomp_blocks_keyctl() {
+    let out = probe(&["keyctl"]);
+    assert_eq!(
+        out.trim(),
+        "keyctl rc=-1 errno=1",
+        "keyctl must fail with EPERM: {out}"
+    );
+}
+
+#[test]
+fn seccomp_blocks_unshare_and_mount() {
+    let out = sh(&[], "unshare -n true 2>/dev/null && echo unshared; mount -t tmpfs t /mnt 2>/dev/null && echo mounted; echo done");
+    assert_eq!(out, "done\n");
+}
+
+#[test]
+fn only_stdio_fds_reach_the_container() {
+    // Open an extra descriptor in the *runtime's* environment to be sure it is not inherited.
+    let out = probe(&["fds"]);
+    let fds: Vec<&str> = out.trim().trim_start_matches("fds ").split(',').collect();
+    // 0, 1, 2 and the one read_dir itself opened.
+    assert_eq!(fds.len(), 4, "{out}");
+    assert_eq!(&fds[..3], ["0", "1", "2"], "{out}");
+}
+
+#[test]
+fn host_mounts_are_unchanged() {
+    let before = snapshot().mounts;
+    sh(
+        &["-v", "/tmp:/hosttmp:ro", "--read-only"],
+        "mount -o remount,rw / 2>/dev/null; true",
+    );
+    let after = snapshot().mounts;
+    assert_eq!(before, after, "the host's mount table changed");
+}

@@ -1,0 +1,107 @@
+//! `final run`'s options and errors: volumes, env, workdir, user, read-only, labels, exit
+//! codes, and the bad inputs that must be refused with a useful message.
+#![cfg(target_os = "linux")]
+
+mod common;
+use common::*;
+
+#[test]
+fn volumes_read_only_and_read_write() {
+    let dir = std::env::temp_dir().join(unique("cfs-vol"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("in"), "from host").unwrap();
+    let rw = format!("{}:/data", dir.display());
+    let out = sh(
+        &["-v", &rw],
+        "cat /data/in; echo from-container > /data/out",
+    );
+    assert_eq!(out, "from host");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out")).unwrap(),
+        "from-container\n"
+    );
+    let ro = format!("{}:/data/deep/ro:ro", dir.display());
+    let out = sh(
+        &["-v", &ro],
+        "cat /data/deep/ro/in; echo x > /data/deep/ro/nope 2>/dev/null || echo refused",
+    );
+    assert_eq!(out, "from hostrefused\n");
+    assert!(!dir.join("nope").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn env_workdir_and_user() {
+    let out = sh(
+        &[
+            "-e",
+            "GREETING=hi there",
+            "-e",
+            "PATH=/bin:/usr/bin",
+            "-w",
+            "/srv/app",
+            "-u",
+            "1000:1000",
+        ],
+        "echo \"$GREETING\"; echo $PATH; pwd; id -u; id -g; echo $HOME",
+    );
+    assert_eq!(out, "hi there\n/bin:/usr/bin\n/srv/app\n1000\n1000\n/\n");
+    let root = sh(&[], "echo $HOME; id -u");
+    assert_eq!(root, "/root\n0\n");
+}
+
+#[test]
+fn read_only_root_keeps_tmp_writable() {
+    let out = sh(
+        &["--read-only"],
+        "touch /x 2>/dev/null && echo root-writable; touch /tmp/x && echo tmp-ok",
+    );
+    assert_eq!(out, "tmp-ok\n");
+    // Without --read-only, writes go to the container's own layer, not the shared image.
+    let marker = unique("layer");
+    sh(&[], &format!("touch /{marker}"));
+    assert!(!cfs_support::default_rootfs_dir().join(&marker).exists());
+}
+
+#[test]
+fn labels_and_record_in_inspect() {
+    let name = unique("lbl");
+    ok(&[
+        "run",
+        "--name",
+        &name,
+        "--label",
+        "team=core",
+        "--label",
+        "tier=test",
+        "true",
+    ]);
+    let json = ok(&["inspect", &name]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let rec = &v[0];
+    assert_eq!(rec["name"], name.as_str());
+    assert_eq!(rec["labels"]["team"], "core");
+    assert_eq!(rec["labels"]["tier"], "test");
+    assert_eq!(rec["status"], "exited");
+    assert_eq!(rec["exit_code"], 0);
+    assert!(rec["started"].is_string() && rec["finished"].is_string());
+    assert_eq!(rec["config"]["process"]["args"][0], "true");
+    ok(&["rm", &name]);
+    assert_ne!(final_(&["inspect", &name]).code, 0);
+}
+
+#[test]
+fn exit_codes_follow_docker() {
+    assert_eq!(final_(&["run", "--rm", "sh", "-c", "exit 42"]).code, 42);
+    // A signal ends a process in the container: 128+N (the shell reports it the same way).
+    assert_eq!(
+        final_(&["run", "--rm", "sh", "-c", "sh -c 'kill -TERM $$'; exit $?"]).code,
+        128 + 15
+    );
+    let nf = final_(&["run", "--rm", "no-such-command"]);
+    assert_eq!(nf.code, 127, "{}", nf.stderr);
+    assert!(nf.stderr.contains("no-such-command"), "{}", nf.stderr);
+    let ne = final_(&["run", "--rm", "/etc/passwd"]);
+    assert_eq!(ne.code, 126, "{}", ne.stderr);
+    assert_eq!(final_(&["run", "--rm", "/no/such/file"]).code, 127);
+}
