@@ -451,7 +451,8 @@ fn monitor(
     let _ = old_mask.thread_set_mask();
     let status = status?;
 
-    let oom = cg.oom_killed() && matches!(status, WaitStatus::Signaled(_, Signal::SIGKILL, _));
+    // As docker: OOM-killed if the kernel killed any process of the container for memory.
+    let oom = cg.oom_killed();
     let code = status_code(status).unwrap_or(125);
     let finished = state::update(&id, |r| {
         r.status = Status::Exited;
