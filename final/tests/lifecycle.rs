@@ -291,3 +291,51 @@ fn recovery_after_the_runtime_is_sigkilled() {
     assert!(!cgroup_exists(&id));
     assert!(!std::path::Path::new(&format!("/run/cfs-final/{id}")).exists());
 }
+
+#[test]
+fn concurrent_runs_with_one_name_have_one_winner() {
+    require_root();
+    let name = unique("race");
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            Command::new(FINAL)
+                .args(["run", "--name", &name, "true"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let results: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let winners = results.iter().filter(|o| o.status.success()).count();
+    assert_eq!(winners, 1, "exactly one container may get the name");
+    for o in results.iter().filter(|o| !o.status.success()) {
+        assert_eq!(o.status.code(), Some(125));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("already in use"));
+    }
+    assert_eq!(inspect(&name)["exit_code"], 0);
+    ok(&["rm", &name]);
+}
+
+#[test]
+fn a_terminal_stdin_gets_a_pty() {
+    require_root();
+    // script(1) gives `final` a terminal on stdin, as an interactive user would have.
+    let cmd = format!("{FINAL} run --rm sh -c 'tty; test -t 0 && echo stdin-is-tty; echo $TERM'");
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .output()
+        .expect("script(1) from util-linux is needed for this test");
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(text.contains("/dev/console\n"), "{text}");
+    assert!(text.contains("stdin-is-tty\n"), "{text}");
+    assert!(text.contains("xterm\n"), "{text}");
+    // Without a terminal, plain pipes.
+    let plain = sh(&[], "tty; true");
+    assert_eq!(plain, "not a tty\n");
+}
