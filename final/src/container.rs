@@ -225,7 +225,14 @@ fn start(spec: &Spec, opts: &CreateOptions, rec: &mut Record, image: &Path) -> R
     let root_target = state::container_dir(&id).join("rootfs");
     std::fs::create_dir_all(&root_target)
         .with_context(|| format!("cannot create {}", root_target.display()))?;
-    let layer = if opts.overlay {
+    let overlay = opts.overlay && overlay_available();
+    if opts.overlay && !overlay {
+        eprintln!(
+            "final: note: overlayfs is not available, so the container writes straight into {} (`final doctor` says how to enable it)",
+            image.display()
+        );
+    }
+    let layer = if overlay {
         let data = state::container_data_dir(&id);
         let (upper, work) = (data.join("upper"), data.join("work"));
         for d in [&upper, &work] {
@@ -283,6 +290,18 @@ fn start(spec: &Spec, opts: &CreateOptions, rec: &mut Record, image: &Path) -> R
         unsafe { libc::_exit(code) }
     }
     result.map(Started::Foreground)
+}
+
+/// Can this kernel mount overlayfs (`/proc/filesystems` lists the loaded file systems; a
+/// modular overlay is loaded on first mount, so try the module directory too)?
+pub fn overlay_available() -> bool {
+    std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.contains("\toverlay"))
+        || nix::sys::utsname::uname().is_ok_and(|u| {
+            std::path::Path::new("/lib/modules")
+                .join(u.release())
+                .join("kernel/fs/overlayfs")
+                .exists()
+        })
 }
 
 /// `final run -d` after forking the monitor: wait for "started" (EOF) or an error.
@@ -364,6 +383,7 @@ fn monitor(
         spec,
         layer,
         root_target,
+        &id,
         pty.as_ref().map(|p| p.slave_path.as_path()),
     )?;
     let cfg = InitConfig::from_spec(spec, plan, stdio, !opts.detach)?;

@@ -20,8 +20,10 @@ use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use oci_spec::runtime::Spec;
 use std::path::{Path, PathBuf};
 
-/// Where the old root is parked between pivot_root and its detachment.
-pub const OLD_ROOT: &str = "/.cfs-oldroot";
+/// Where the old root is parked between pivot_root and its detachment; the container's
+/// short id follows, so that containers sharing an image directory (no overlay) never
+/// share the mount point.
+pub const OLD_ROOT_PREFIX: &str = "/.cfs-oldroot-";
 
 /// How the container's root file system is put together.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,9 +48,10 @@ pub enum MountOp {
         layer: RootLayer,
         target: PathBuf,
     },
-    /// pivot_root into `root`, old root at OLD_ROOT.
+    /// pivot_root into `root`, the old root parked at `old_root` (a path inside `root`).
     PivotRoot {
         root: PathBuf,
+        old_root: PathBuf,
     },
     /// A file system mount at a container path.
     Mount {
@@ -60,6 +63,7 @@ pub enum MountOp {
     },
     /// A bind mount of a host path (reached through the old root) at a container path.
     Bind {
+        old_root: PathBuf,
         source: PathBuf,
         target: PathBuf,
         flags: u64,
@@ -77,6 +81,7 @@ pub enum MountOp {
     },
     /// Bind the container's terminal (a pty slave on the host) to /dev/console.
     Console {
+        old_root: PathBuf,
         pty: PathBuf,
     },
     /// Hide a path: /dev/null over a file, an empty read-only tmpfs over a directory.
@@ -91,8 +96,10 @@ pub enum MountOp {
     Workdir {
         path: PathBuf,
     },
-    /// umount2(OLD_ROOT, MNT_DETACH) and remove the mount point.
-    DetachOldRoot,
+    /// umount2(old_root, MNT_DETACH) and remove the mount point.
+    DetachOldRoot {
+        old_root: PathBuf,
+    },
     /// Remount `/` read-only (`--read-only`).
     RootReadOnly,
 }
@@ -136,8 +143,10 @@ pub fn plan(
     spec: &Spec,
     layer: RootLayer,
     root_target: &Path,
+    id: &str,
     pty: Option<&Path>,
 ) -> Result<Vec<MountOp>> {
+    let old_root = PathBuf::from(format!("{OLD_ROOT_PREFIX}{}", &id[..id.len().min(12)]));
     let mut ops = vec![
         MountOp::MakePrivate,
         MountOp::Root {
@@ -146,6 +155,7 @@ pub fn plan(
         },
         MountOp::PivotRoot {
             root: root_target.to_path_buf(),
+            old_root: old_root.clone(),
         },
     ];
     let mut dev_is_tmpfs = false;
@@ -166,6 +176,7 @@ pub fn plan(
                 .clone()
                 .ok_or_else(|| anyhow!("bind mount {} has no source", target.display()))?;
             ops.push(MountOp::Bind {
+                old_root: old_root.clone(),
                 source,
                 target,
                 flags: (flags & !MsFlags::MS_RDONLY).bits(),
@@ -219,6 +230,7 @@ pub fn plan(
         }
         if let Some(pty) = pty {
             ops.push(MountOp::Console {
+                old_root: old_root.clone(),
                 pty: pty.to_path_buf(),
             });
         }
@@ -243,7 +255,7 @@ pub fn plan(
             path: p.cwd().clone(),
         });
     }
-    ops.push(MountOp::DetachOldRoot);
+    ops.push(MountOp::DetachOldRoot { old_root });
     if spec
         .root()
         .as_ref()
@@ -269,7 +281,7 @@ fn describe(op: &MountOp) -> String {
         MountOp::Root { target, .. } => {
             format!("cannot mount the root file system on {}", target.display())
         }
-        MountOp::PivotRoot { root } => format!("cannot pivot_root into {}", root.display()),
+        MountOp::PivotRoot { root, .. } => format!("cannot pivot_root into {}", root.display()),
         MountOp::Mount { fstype, target, .. } => {
             format!("cannot mount {fstype} on {}", target.display())
         }
@@ -280,13 +292,15 @@ fn describe(op: &MountOp) -> String {
         ),
         MountOp::Device { path, .. } => format!("cannot create device {}", path.display()),
         MountOp::Symlink { link, .. } => format!("cannot create symlink {}", link.display()),
-        MountOp::Console { pty } => format!("cannot bind {} on /dev/console", pty.display()),
+        MountOp::Console { pty, .. } => format!("cannot bind {} on /dev/console", pty.display()),
         MountOp::Mask { path } => format!("cannot mask {}", path.display()),
         MountOp::ReadOnly { path } => format!("cannot make {} read-only", path.display()),
         MountOp::Workdir { path } => {
             format!("cannot create the working directory {}", path.display())
         }
-        MountOp::DetachOldRoot => format!("cannot detach the old root {OLD_ROOT}"),
+        MountOp::DetachOldRoot { old_root } => {
+            format!("cannot detach the old root {}", old_root.display())
+        }
         MountOp::RootReadOnly => "cannot make / read-only".into(),
     }
 }
@@ -296,8 +310,8 @@ fn none() -> Option<&'static str> {
 }
 
 /// `host_path` as seen through the parked old root, between pivot_root and its detachment.
-fn via_old_root(host_path: &Path) -> PathBuf {
-    Path::new(OLD_ROOT).join(host_path.strip_prefix("/").unwrap_or(host_path))
+fn via_old_root(old_root: &Path, host_path: &Path) -> PathBuf {
+    old_root.join(host_path.strip_prefix("/").unwrap_or(host_path))
 }
 
 /// Creates `path` as a directory or, when `file`, an empty file, with missing parents.
@@ -407,13 +421,14 @@ fn execute_one(op: &MountOp) -> Result<()> {
                 )?;
             }
         },
-        MountOp::PivotRoot { root } => {
-            let old = root.join(OLD_ROOT.trim_start_matches('/'));
+        MountOp::PivotRoot { root, old_root } => {
+            let inside = old_root.strip_prefix("/").unwrap_or(old_root);
+            let old = root.join(inside);
             std::fs::create_dir_all(&old)?;
             nix::unistd::chdir(root)?;
             // pivot_root(2): the new root must be a mount point (it is: step 2), and
             // neither it nor its parent may be shared (they are not: step 1).
-            nix::unistd::pivot_root(".", OLD_ROOT.trim_start_matches('/'))?;
+            nix::unistd::pivot_root(".", inside)?;
             nix::unistd::chdir("/")?;
         }
         MountOp::Mount {
@@ -435,12 +450,13 @@ fn execute_one(op: &MountOp) -> Result<()> {
             )?;
         }
         MountOp::Bind {
+            old_root,
             source,
             target,
             flags,
             readonly,
         } => {
-            let from = via_old_root(source);
+            let from = via_old_root(old_root, source);
             let meta = std::fs::metadata(&from)
                 .with_context(|| format!("volume source {} is gone", source.display()))?;
             make_mount_point(target, !meta.is_dir())?;
@@ -468,10 +484,10 @@ fn execute_one(op: &MountOp) -> Result<()> {
         MountOp::Symlink { target, link } => {
             std::os::unix::fs::symlink(target, link)?;
         }
-        MountOp::Console { pty } => {
+        MountOp::Console { old_root, pty } => {
             make_mount_point(Path::new("/dev/console"), true)?;
             mount(
-                Some(&via_old_root(pty)),
+                Some(&via_old_root(old_root, pty)),
                 "/dev/console",
                 none(),
                 MsFlags::MS_BIND,
@@ -516,11 +532,11 @@ fn execute_one(op: &MountOp) -> Result<()> {
             Ok(_) => {}
             Err(_) => std::fs::create_dir_all(path)?,
         },
-        MountOp::DetachOldRoot => {
+        MountOp::DetachOldRoot { old_root } => {
             // Lazy: the old tree disappears from our namespace at once, and the kernel frees
             // it when unused. Private (step 1), so the host does not notice.
-            umount2(OLD_ROOT, MntFlags::MNT_DETACH)?;
-            let _ = std::fs::remove_dir(OLD_ROOT);
+            umount2(old_root, MntFlags::MNT_DETACH)?;
+            let _ = std::fs::remove_dir(old_root);
         }
         MountOp::RootReadOnly => {
             mount(
@@ -569,10 +585,12 @@ mod tests {
         let layer = RootLayer::Bind {
             source: tmp.clone(),
         };
-        let ops = plan(&spec, layer, Path::new("/x"), None).unwrap();
+        let ops = plan(&spec, layer, Path::new("/x"), "0123456789abcdef", None).unwrap();
         assert_eq!(ops[0], MountOp::MakePrivate);
         assert!(matches!(ops[1], MountOp::Root { .. }));
-        assert!(matches!(ops[2], MountOp::PivotRoot { .. }));
+        assert!(
+            matches!(&ops[2], MountOp::PivotRoot { old_root, .. } if old_root == Path::new("/.cfs-oldroot-0123456789ab"))
+        );
         let pos = |pred: &dyn Fn(&MountOp) -> bool| ops.iter().position(pred).unwrap();
         let proc_at = pos(&|o| matches!(o, MountOp::Mount { fstype, .. } if fstype == "proc"));
         let dev_at =
@@ -582,7 +600,7 @@ mod tests {
         let mask_at =
             pos(&|o| matches!(o, MountOp::Mask { path } if path == Path::new("/proc/kcore")));
         let bind_at = pos(&|o| matches!(o, MountOp::Bind { readonly: true, .. }));
-        let detach_at = pos(&|o| *o == MountOp::DetachOldRoot);
+        let detach_at = pos(&|o| matches!(o, MountOp::DetachOldRoot { .. }));
         assert!(proc_at < mask_at && dev_at < null_at && null_at < mask_at);
         assert!(bind_at < detach_at && mask_at < detach_at);
         assert_eq!(ops.last(), Some(&MountOp::RootReadOnly));

@@ -57,10 +57,26 @@ fn read_only_root_keeps_tmp_writable() {
         "touch /x 2>/dev/null && echo root-writable; touch /tmp/x && echo tmp-ok",
     );
     assert_eq!(out, "tmp-ok\n");
-    // Without --read-only, writes go to the container's own layer, not the shared image.
+    // Without --read-only, writes go to the container's own overlay layer, not the shared
+    // image; without overlayfs they go to the image, and the user is told so.
     let marker = unique("layer");
-    sh(&[], &format!("touch /{marker}"));
-    assert!(!cfs_support::default_rootfs_dir().join(&marker).exists());
+    let r = final_(&["run", "--rm", "touch", &format!("/{marker}")]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let in_image = cfs_support::default_rootfs_dir().join(&marker);
+    if cfs_final::container::overlay_available() {
+        assert!(
+            !in_image.exists(),
+            "the container wrote into the shared image"
+        );
+    } else {
+        assert!(in_image.exists());
+        assert!(
+            r.stderr.contains("overlayfs is not available"),
+            "{}",
+            r.stderr
+        );
+        std::fs::remove_file(in_image).unwrap();
+    }
 }
 
 #[test]
