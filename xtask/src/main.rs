@@ -3,6 +3,8 @@
 //! xtask runs as you, never as root: where a command needs root it runs a workspace binary
 //! through the same runner `cargo run` uses (scripts/run-as-root).
 
+mod book;
+
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +15,10 @@ usage: cargo xtask <command>
 commands:
   rootfs            rebuild the default root filesystem in .rootfs/default
   v2-test           run the step05 behaviour tests inside a pure cgroup v2 guest (QEMU)
+  book              check the book (diffs fresh, includes, links, transcripts) and build it
+  book-diffs        regenerate the step diffs in learning_docs/src/generated (--check: compare)
+  book-lint         check the book's includes, anchors, links and pages
+  book-transcripts  run the book's try-it transcripts and compare their output [FILTER]
 ";
 
 fn main() {
@@ -28,6 +34,10 @@ fn run() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("rootfs") => rootfs(),
         Some("v2-test") => v2_test(rest),
+        Some("book") => book::all(rest),
+        Some("book-diffs") => book::diffs(rest),
+        Some("book-lint") => book::lint_cmd(rest),
+        Some("book-transcripts") => book::transcripts(rest),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())
