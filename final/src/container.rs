@@ -225,6 +225,9 @@ fn start(spec: &Spec, opts: &CreateOptions, rec: &mut Record, image: &Path) -> R
     let root_target = state::container_dir(&id).join("rootfs");
     std::fs::create_dir_all(&root_target)
         .with_context(|| format!("cannot create {}", root_target.display()))?;
+    // The data directory holds the writable layer and the log of a detached container.
+    let data = state::container_data_dir(&id);
+    std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
     let overlay = opts.overlay && overlay_available();
     if opts.overlay && !overlay {
         eprintln!(

@@ -61,7 +61,7 @@ fn detach_logs_ps_exec_stop_rm() {
     // exec joins the container's namespaces and cgroup.
     let rec = inspect(&name);
     let pid = rec["pid"].as_i64().unwrap().to_string();
-    let out = ok(&["exec", &name, "sh", "-c", "hostname; readlink /proc/self/ns/pid; readlink /proc/self/ns/mnt; cat /proc/self/cgroup | grep memory"]);
+    let out = ok(&["exec", &name, "sh", "-c", "hostname; readlink /proc/self/ns/pid; readlink /proc/self/ns/mnt; grep -E 'memory|^0::' /proc/self/cgroup | head -1"]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], &id[..12]);
     assert_eq!(lines[1], ns_inode(&pid, "pid"));
