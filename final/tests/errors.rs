@@ -17,6 +17,9 @@ fn refused(args: &[&str], needle: &str) {
 
 #[test]
 fn bad_input_is_refused_with_a_reason() {
+    // One good run first: the parent directories (cfs-final/ in the cgroup trees, names/)
+    // are created once and kept.
+    sh(&[], "true");
     let before = snapshot();
     refused(
         &["run", "--rootfs", "/no/such/rootfs", "true"],
