@@ -2,6 +2,12 @@
 //! libraries) to report what busybox cannot: seccomp verdicts, open descriptors, the result
 //! of a chroot escape attempt. Each verb prints one line of facts.
 
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    cfs_support::not_linux()
+}
+
+#[cfg(target_os = "linux")]
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
