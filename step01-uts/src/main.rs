@@ -69,8 +69,10 @@ fn run(args: &RunArgs) -> Result<i32> {
     // ANCHOR: namespaces
     // The namespaces this container gets. unshare(2) moves *this* process into them; the
     // child forked below inherits them.
+    // ANCHOR: ex_uts_namespace
     let namespaces = CloneFlags::CLONE_NEWUTS;
     unshare(namespaces).context("unshare(CLONE_NEWUTS) failed")?;
+    // ANCHOR_END: ex_uts_namespace
     // ANCHOR_END: namespaces
 
     // While the container runs, Ctrl-C and Ctrl-\ are meant for it, not for us: like
@@ -100,10 +102,12 @@ fn run(_: &RunArgs) -> Result<i32> {
 fn child(args: &RunArgs) -> ! {
     use nix::unistd::sethostname;
 
+    // ANCHOR: ex_hostname
     // Only our UTS namespace's copy of the hostname changes (uts_namespaces(7)).
     if let Err(err) = sethostname(&args.hostname) {
         fail(&format!("sethostname({:?}) failed: {err}", args.hostname));
     }
+    // ANCHOR_END: ex_hostname
 
     exec(&args.cmd)
 }

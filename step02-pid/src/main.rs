@@ -73,8 +73,10 @@ fn run(args: &RunArgs) -> Result<i32> {
     // ANCHOR: namespaces
     // The namespaces this container gets. unshare(2) moves *this* process into the new UTS
     // namespace; for CLONE_NEWPID it is our next child that becomes PID 1 of the new one.
+    // ANCHOR: ex_pid_namespace
     let namespaces = CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWPID;
     unshare(namespaces).context("unshare(CLONE_NEWUTS | CLONE_NEWPID) failed")?;
+    // ANCHOR_END: ex_pid_namespace
     // ANCHOR_END: namespaces
 
     // While the container runs, Ctrl-C and Ctrl-\ are meant for it, not for us: like

@@ -86,8 +86,10 @@ fn run(args: &RunArgs) -> Result<i32> {
     // The namespaces this container gets. unshare(2) moves *this* process into the new UTS
     // and mount namespaces; for CLONE_NEWPID it is our next child that becomes PID 1 of the
     // new one.
+    // ANCHOR: ex_mount_namespace
     let namespaces = CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS;
     unshare(namespaces).context("unshare(CLONE_NEWUTS | CLONE_NEWPID | CLONE_NEWNS) failed")?;
+    // ANCHOR_END: ex_mount_namespace
     // ANCHOR_END: namespaces
 
     // While the container runs, Ctrl-C and Ctrl-\ are meant for it, not for us: like
@@ -124,6 +126,7 @@ fn child(args: &RunArgs, rootfs: &std::path::Path) -> ! {
     }
 
     // ANCHOR: private
+    // ANCHOR: ex_private
     // Our mount namespace started as a copy of the host's, with the same propagation: where
     // `/` is shared (systemd makes it so), a mount here would appear on the host too. Make
     // every mount private, recursively, before mounting anything (mount_namespaces(7)).
@@ -133,14 +136,17 @@ fn child(args: &RunArgs, rootfs: &std::path::Path) -> ! {
             "making / private (mount MS_REC|MS_PRIVATE) failed: {err}"
         ));
     }
+    // ANCHOR_END: ex_private
     // ANCHOR_END: private
 
     // ANCHOR: chroot
+    // ANCHOR: ex_chroot
     // From now on `/` means the root filesystem. chroot(2) does not change the current
     // directory, so go to the new `/` as well, or `..` would still lead to the host.
     if let Err(err) = chroot(rootfs).and_then(|()| chdir("/")) {
         fail(&format!("chroot({}) failed: {err}", rootfs.display()));
     }
+    // ANCHOR_END: ex_chroot
     // ANCHOR_END: chroot
 
     exec(&args.cmd)

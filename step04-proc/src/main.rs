@@ -144,6 +144,7 @@ fn child(args: &RunArgs, rootfs: &std::path::Path) -> ! {
     // ANCHOR_END: chroot
 
     // ANCHOR: proc
+    // ANCHOR: ex_proc
     // A fresh procfs, mounted by PID 1 of the new PID namespace, shows that namespace's
     // processes (pid_namespaces(7)). nosuid, nodev, noexec: nothing there should run.
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -152,6 +153,7 @@ fn child(args: &RunArgs, rootfs: &std::path::Path) -> ! {
             "mounting proc on /proc failed: {err} (the root filesystem needs an empty /proc directory)"
         ));
     }
+    // ANCHOR_END: ex_proc
     // ANCHOR_END: proc
 
     exec(&args.cmd)

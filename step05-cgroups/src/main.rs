@@ -150,12 +150,14 @@ fn child(args: &RunArgs, rootfs: &std::path::Path, cgroup: &ContainerCgroup) -> 
     use nix::unistd::{chdir, chroot, sethostname};
 
     // ANCHOR: join
+    // ANCHOR: ex_join
     // Join the cgroup first, before anything else runs, and while the host's /sys/fs/cgroup
     // is still reachable (before chroot). Writing 0 to cgroup.procs means "the writing
     // process" (cgroups(7)); our PID here is 1, which in the host's view would be init.
     if let Err(err) = cgroup.0.add_task_by_tgid(cgroups_rs::CgroupPid::from(0)) {
         fail(&format!("joining cgroup {} failed: {err}", cgroup.0.path()));
     }
+    // ANCHOR_END: ex_join
     // ANCHOR_END: join
 
     // Only our UTS namespace's copy of the hostname changes (uts_namespaces(7)).
@@ -296,6 +298,7 @@ impl ContainerCgroup {
         let cgroup = ContainerCgroup(cgroup);
         let cg = &cgroup.0;
 
+        // ANCHOR: ex_limits
         if let Some(max) = args.pids_limit {
             let pids: &PidController = cg.controller_of().context("no pids controller")?;
             pids.set_pid_max(MaxValue::Value(max))
@@ -322,6 +325,7 @@ impl ContainerCgroup {
                     format!("setting the CPU quota to {quota}/{period} in cgroup {name}")
                 })?;
         }
+        // ANCHOR_END: ex_limits
         Ok(cgroup)
     }
 
@@ -351,6 +355,7 @@ impl ContainerCgroup {
 #[cfg(target_os = "linux")]
 impl Drop for ContainerCgroup {
     fn drop(&mut self) {
+        // ANCHOR: ex_remove
         // rmdir(2) succeeds once no process is left in the cgroup; cgroups-rs retries briefly
         // while the kernel finishes tearing the last ones down.
         if let Err(err) = self.0.delete() {
@@ -359,6 +364,7 @@ impl Drop for ContainerCgroup {
                 self.0.path()
             );
         }
+        // ANCHOR_END: ex_remove
     }
 }
 // ANCHOR_END: cgroup

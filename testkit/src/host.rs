@@ -84,6 +84,13 @@ impl Running {
             {
                 return Ok(pid);
             }
+            // A runtime that has already ended will not start it: say so now, not in 20 s.
+            if !is_alive(self.pid()) {
+                return Err(format!(
+                    "the runtime (pid {}) ended before any process running {marker:?} appeared",
+                    self.pid()
+                ));
+            }
             if Instant::now() > deadline {
                 return Err(format!(
                     "no process running {marker:?} appeared under the runtime (pid {}) within 20 s",

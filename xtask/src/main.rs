@@ -4,6 +4,7 @@
 //! through the same runner `cargo run` uses (scripts/run-as-root).
 
 mod book;
+mod workshop;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,8 @@ usage: cargo xtask <command>
 commands:
   rootfs            rebuild the default root filesystem in .rootfs/default
   v2-test           run the step05 behaviour tests inside a pure cgroup v2 guest (QEMU)
+  workshop <cmd>    the workshop exercises: list, start N, check N, hint N, solution N,
+                    diff N, watch N, doctor, dev-check (see `cargo xtask workshop help`)
   book              check the book (diffs fresh, includes, links, transcripts) and build it
   book-diffs        regenerate the step diffs in learning_docs/src/generated (--check: compare)
   book-lint         check the book's includes, anchors, links and pages
@@ -34,6 +37,7 @@ fn run() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("rootfs") => rootfs(),
         Some("v2-test") => v2_test(rest),
+        Some("workshop") => workshop::run(rest),
         Some("book") => book::all(rest),
         Some("book-diffs") => book::diffs(rest),
         Some("book-lint") => book::lint_cmd(rest),
