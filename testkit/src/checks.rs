@@ -261,7 +261,8 @@ fn root_is_the_rootfs(rt: &Runtime) -> Result<(), String> {
 }
 
 /// Runs the container inside a mount namespace whose / is *shared*, as systemd sets it up,
-/// and returns (that namespace's mountinfo before, during, after, the container's own mountinfo).
+/// and returns (that namespace's mountinfo before, during, after, the container's mount
+/// namespace's whole mount table).
 fn under_shared_root(rt: &Runtime, seconds: &str) -> Result<[String; 4], String> {
     let script = "cat /proc/self/mountinfo; echo @@@; \"$@\"; echo @@@; cat /proc/self/mountinfo";
     let mut cmd = std::process::Command::new("unshare");
@@ -283,7 +284,7 @@ fn under_shared_root(rt: &Runtime, seconds: &str) -> Result<[String; 4], String>
     let marker = format!("sleep {seconds}");
     let container = running.find_descendant(&marker)?;
     let during = host::mountinfo(Some(wrapper))?;
-    let inside = host::mountinfo(Some(container))?;
+    let inside = host::namespace_mountinfo(container)?;
     host::kill(container, libc::SIGKILL);
     let out = running.wait(Duration::from_secs(20))?;
     let parts: Vec<&str> = out.stdout.split("@@@\n").collect();

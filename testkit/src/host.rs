@@ -251,6 +251,24 @@ pub fn mountinfo(pid: Option<i32>) -> Result<String, String> {
     std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))
 }
 
+/// The whole mount table of `pid`'s mount namespace. Not /proc/PID/mountinfo: after chroot
+/// that lists only the mounts below the process's root (often none at all), which would hide
+/// mounts that are still shared with the host. nsenter(1) enters the namespace at its root.
+pub fn namespace_mountinfo(pid: i32) -> Result<String, String> {
+    let out = Command::new("nsenter")
+        .arg(format!("--mount=/proc/{pid}/ns/mnt"))
+        .args(["cat", "/proc/self/mountinfo"])
+        .output()
+        .map_err(|e| format!("cannot run nsenter (it comes with util-linux): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "nsenter into the mount namespace of {pid} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Lines of `after` that are not in `before` and the other way round, for messages.
 pub fn mount_diff(before: &str, after: &str) -> String {
     let added: Vec<&str> = after
