@@ -313,6 +313,32 @@ fn run_checker(
     }
 }
 
+/// The checker in new UTS and mount namespaces (unshare(1), as root), with --porcelain.
+fn run_checker_isolated(
+    checker: &Path,
+    bin: &Path,
+    step: u8,
+) -> Result<(bool, Vec<String>, String)> {
+    let out = Command::new(workspace().join("scripts/run-as-root"))
+        .arg("unshare")
+        .args(["--uts", "--mount", "--propagation", "unchanged", "--"])
+        .arg(checker)
+        .arg("--porcelain")
+        .arg(bin)
+        .arg(step.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run the checker under unshare")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    check_runner_status(out.status, &text)?;
+    let lines = text
+        .lines()
+        .filter(|l| l.starts_with("pass ") || l.starts_with("fail "))
+        .map(String::from)
+        .collect();
+    Ok((out.status.success(), lines, text))
+}
+
 /// Exit status 1 is "some check failed"; anything else means the checks did not run.
 fn check_runner_status(status: std::process::ExitStatus, output: &str) -> Result<()> {
     match status.code() {
@@ -569,12 +595,16 @@ fn dev_check(args: &[String]) -> Result<()> {
                 must_fail.len()
             )
         } else {
+            let scaffold = if ex.scaffold_checks.is_empty() {
+                String::new()
+            } else {
+                format!(", scaffolding {} passes", ex.scaffold_checks.join(","))
+            };
             format!(
-                "FAILS as it should ({} of {} checks; {}/{} own, the rest scaffolding)",
+                "FAILS as it should ({} of {} checks fail, all {} of its feature{scaffold})",
                 lines.iter().filter(|l| l.starts_with("fail ")).count(),
                 lines.len(),
                 failed_own.len(),
-                own.len()
             )
         };
 
@@ -645,8 +675,46 @@ fn dev_check(args: &[String]) -> Result<()> {
         } else {
             "-".to_string()
         };
+        // 4. Each region left out on its own (the rest solved) fails some own check: every
+        // piece of the exercise is tested. Run in a throw-away UTS and mount namespace: a
+        // runtime without its namespaces would otherwise rename the host or change its mounts.
+        let mut pieces = Vec::new();
+        for region in ex.regions {
+            let dir = tmp.join(format!("step{n:02}-without-{}", region.name));
+            let name = format!("dev-check-without-{}-{}", region.name, ex.package);
+            let source = generate::without_region(ex, &reference, region.name)?;
+            generate::write_crate(&ws, ex, &dir, &source, &name)?;
+            let Some(bin) = build_copy(&name, &dir, &target)? else {
+                failures.push(format!(
+                    "exercise {n}: without ex_{} it does not compile",
+                    region.name
+                ));
+                continue;
+            };
+            let (_, lines, text) = run_checker_isolated(&checker, &bin, n)?;
+            let failing: Vec<&String> = own
+                .iter()
+                .filter(|c| lines.contains(&format!("fail {c}")))
+                .collect();
+            if failing.is_empty() {
+                println!("{text}");
+                failures.push(format!(
+                    "exercise {n}: leaving ex_{} out passes every own check: untested",
+                    region.name
+                ));
+                pieces.push(format!("{} UNTESTED", region.name));
+            } else {
+                let names: Vec<&str> = failing
+                    .iter()
+                    .map(|c| c.rsplit("::").next().unwrap_or(c))
+                    .collect();
+                pieces.push(format!("{} -> {}", region.name, names.join(",")));
+            }
+        }
         summary.push(format!(
-            "step {n:02}: unsolved {unsolved}; solved {solved}; feature not done: {previous}"
+            "step {n:02}: unsolved {unsolved}; solved {solved}; feature not done: {previous}\n         \
+             each piece left out fails: {}",
+            pieces.join("; ")
         ));
     }
     println!("\n==== workshop dev-check ====");

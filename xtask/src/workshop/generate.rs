@@ -74,6 +74,16 @@ pub fn regions(source: &str) -> Result<BTreeMap<String, (usize, usize)>> {
 
 /// The exercise's `src/main.rs`.
 pub fn exercise_source(ex: &Exercise, reference: &str) -> Result<String> {
+    derive(ex, reference, None)
+}
+
+/// For `dev-check`: the solution with region `blank` simply left out (no todo!()), every other
+/// region solved: a participant who forgot that piece. Its check must fail too.
+pub fn without_region(ex: &Exercise, reference: &str, blank: &str) -> Result<String> {
+    derive(ex, reference, Some(blank))
+}
+
+fn derive(ex: &Exercise, reference: &str, blank: Option<&str>) -> Result<String> {
     let found = regions(reference).with_context(|| format!("markers in {}", ex.package))?;
     for name in found.keys() {
         if !ex.regions.iter().any(|r| r.name == name) {
@@ -103,13 +113,19 @@ pub fn exercise_source(ex: &Exercise, reference: &str) -> Result<String> {
         if i == header_at {
             out.push_str(&header(ex));
         }
-        if let Some(&(region, last)) = starts.get(&i) {
+        if let Some(&(region, last)) = starts
+            .get(&i)
+            .filter(|(r, _)| blank.is_none_or(|b| b == r.name))
+        {
             // The marker line before the region sets the indentation.
             let indent: String = lines[i - 1]
                 .chars()
                 .take_while(|c| c.is_whitespace())
                 .collect();
-            out.push_str(&todo(region, &indent));
+            match blank {
+                None => out.push_str(&todo(region, &indent)),
+                Some(_) => out.push_str(&format!("{indent}// (ex_{} left out)\n", region.name)),
+            }
             i = last + 1;
             continue;
         }
