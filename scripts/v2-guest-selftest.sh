@@ -50,8 +50,8 @@ if [ "${1:-}" = --in-guest ]; then
 	mine=$(sed -n 's/^0:://p' /proc/self/cgroup)
 	echo "guest: /proc/self/cgroup: $(cat /proc/self/cgroup)"
 	check "the program starts in a non-root cgroup" test -n "$mine" -a "$mine" != /
-	check "... which is a leaf" test -z "$(find $cg$mine -mindepth 1 -type d)"
-	check "... listing this shell" grep -qx $$ $cg$mine/cgroup.procs
+	check "... which is a leaf" test -z "$(find "$cg$mine" -mindepth 1 -type d)"
+	check "... listing this shell" grep -qx $$ "$cg$mine/cgroup.procs"
 	check "/proc/self/cgroup has no v1 lines" test "$(wc -l </proc/self/cgroup)" = 1
 
 	# pids.max=5: a shell in the cgroup counts as one, 4 background sleeps fill it up, the 6th
@@ -106,7 +106,7 @@ if [ "${1:-}" = --in-guest ]; then
 	out=$(unshare -m -p -f sh -c "
 		mount --make-rprivate / && mount --bind $rootfs $rootfs && cd $rootfs &&
 		mkdir -p old && pivot_root . old && cd / && umount -l /old && exec /bin/sh -c 'echo \$\$; ls /old'" 2>&1)
-	check "unshare + pivot_root into the rootfs works (got: $(echo $out))" test "$(echo $out)" = 1
+	check "unshare + pivot_root into the rootfs works (got: $(echo "$out" | tr '\n' ' '))" test "$out" = 1
 	summary
 	exit
 fi
