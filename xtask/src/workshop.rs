@@ -451,7 +451,7 @@ fn hint(step: u8) -> Result<()> {
     for (i, text) in ex.hints.iter().enumerate().take(shown) {
         let marker = if i + 1 == shown { "new" } else { "   " };
         println!("Hint {}/{} {marker}", i + 1, ex.hints.len());
-        for line in text.lines() {
+        for line in wrap(text, 92) {
             println!("  {line}");
         }
         println!();
@@ -473,6 +473,29 @@ fn hint(step: u8) -> Result<()> {
     Ok(())
 }
 
+/// Wraps prose at `width` columns; lines that start with a space (code) stay as they are.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with(' ') {
+            out.push(line.to_string());
+            continue;
+        }
+        let mut current = String::new();
+        for word in line.split_whitespace() {
+            if !current.is_empty() && current.len() + 1 + word.len() > width {
+                out.push(std::mem::take(&mut current));
+            }
+            if !current.is_empty() {
+                current.push(' ');
+            }
+            current.push_str(word);
+        }
+        out.push(current);
+    }
+    out
+}
+
 fn reference(step: u8) -> Result<String> {
     let ex = exercise(step)?;
     Ok(generate::without_anchors(&generate::reference_source(
@@ -492,26 +515,30 @@ fn solution(step: u8) -> Result<()> {
 }
 
 fn diff(step: u8) -> Result<()> {
+    let ex = exercise(step)?;
     let mine = copy_main(step);
     if !mine.exists() {
         bail!("you have not started exercise {step} yet: `cargo xtask workshop start {step}`");
     }
+    // The reference with the exercise's header, so that only what you wrote differs.
+    let reference = generate::solved_source(ex, &generate::reference_source(&workspace(), ex)?)?;
     let dir = target_dir().join("workshop");
     std::fs::create_dir_all(&dir)?;
     let theirs = dir.join(format!("reference-step{step:02}.rs"));
-    std::fs::write(&theirs, reference(step)?)?;
-    let label_mine = format!("yours: {}", rel(&mine));
-    let label_ref = format!("reference: {}/src/main.rs", exercise(step)?.package);
+    std::fs::write(&theirs, reference)?;
+    let (mine, theirs) = (rel(&mine), rel(&theirs));
     // git diff colours and pages on a terminal; diff -u is there when git is not.
     let git = Command::new("git")
-        .args(["diff", "--no-index", "--no-prefix"])
+        .current_dir(workspace())
+        .args(["diff", "--no-index", "--"])
         .arg(&mine)
         .arg(&theirs)
         .status();
     let status = match git {
         Ok(status) => status,
         Err(_) => Command::new("diff")
-            .args(["-u", "--label", &label_mine, "--label", &label_ref])
+            .current_dir(workspace())
+            .arg("-u")
             .arg(&mine)
             .arg(&theirs)
             .status()
@@ -519,7 +546,10 @@ fn diff(step: u8) -> Result<()> {
     };
     match status.code() {
         Some(0) => println!("Your copy is the reference, line for line."),
-        Some(1) => eprintln!("(- {label_mine}, + {label_ref})"),
+        Some(1) => eprintln!(
+            "(-: yours, {mine}; +: the reference, {}/src/main.rs)",
+            ex.package
+        ),
         _ => bail!("diff failed ({status})"),
     }
     Ok(())

@@ -83,6 +83,12 @@ pub fn without_region(ex: &Exercise, reference: &str, blank: &str) -> Result<Str
     derive(ex, reference, Some(blank))
 }
 
+/// The reference in the exercise's shape (its header included, every region solved): what
+/// `diff` compares a participant's copy with, so that only real differences show.
+pub fn solved_source(ex: &Exercise, reference: &str) -> Result<String> {
+    derive(ex, reference, Some(""))
+}
+
 fn derive(ex: &Exercise, reference: &str, blank: Option<&str>) -> Result<String> {
     let found = regions(reference).with_context(|| format!("markers in {}", ex.package))?;
     for name in found.keys() {
@@ -476,6 +482,14 @@ mod tests {
                 ex.package
             );
             assert!(a.contains("#![allow(unreachable_code"));
+            // Solved, it is the reference plus the exercise's header: nothing else differs.
+            let solved = solved_source(ex, &source).unwrap();
+            assert_eq!(
+                solved.replacen(&header(ex), "", 1),
+                without_anchors(&source),
+                "{}",
+                ex.package
+            );
         }
     }
 
