@@ -10,11 +10,13 @@
 use anyhow::{bail, Context, Result};
 use std::os::fd::{AsRawFd, OwnedFd};
 
+// ANCHOR: messages
 #[derive(Debug, PartialEq, Eq)]
 pub enum Message {
     Proceed,
     Failed { code: i32, message: String },
 }
+// ANCHOR_END: messages
 
 const PROCEED: u8 = 1;
 const FAILED: u8 = 2;

@@ -86,12 +86,14 @@ pub fn run() -> i32 {
         "",
     ));
 
+    // ANCHOR: overlay_check
     let filesystems = read("/proc/filesystems");
     checks.push(check(
         filesystems.contains("overlay"),
         "overlayfs (each container's writable layer)",
         "load it: `modprobe overlay` (and add `overlay` to /etc/modules)",
     ));
+    // ANCHOR_END: overlay_check
     let status = read("/proc/self/status");
     checks.push(check(
         status.contains("Seccomp:"),
@@ -113,6 +115,7 @@ pub fn run() -> i32 {
         "it is built on first `final run`; that needs busybox-static (`apt install busybox-static`) or the host's programs",
     ));
 
+    // ANCHOR: report
     let mut bad = 0;
     for c in &checks {
         if c.ok {
@@ -130,3 +133,4 @@ pub fn run() -> i32 {
         1
     }
 }
+// ANCHOR_END: report

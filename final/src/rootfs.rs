@@ -147,6 +147,7 @@ pub fn plan(
     pty: Option<&Path>,
 ) -> Result<Vec<MountOp>> {
     let old_root = PathBuf::from(format!("{OLD_ROOT_PREFIX}{}", &id[..id.len().min(12)]));
+    // ANCHOR: plan_start
     let mut ops = vec![
         MountOp::MakePrivate,
         MountOp::Root {
@@ -158,6 +159,7 @@ pub fn plan(
             old_root: old_root.clone(),
         },
     ];
+    // ANCHOR_END: plan_start
     let mut dev_is_tmpfs = false;
     for m in spec.mounts().as_deref().unwrap_or_default() {
         let target = m.destination().clone();
@@ -198,6 +200,7 @@ pub fn plan(
             });
         }
     }
+    // ANCHOR: devices
     if dev_is_tmpfs {
         // The devices every container gets (OCI runtime spec, "Default Devices"). Not the
         // host's /dev: no disks, no /dev/mem, no /dev/kmsg.
@@ -235,6 +238,7 @@ pub fn plan(
             });
         }
     }
+    // ANCHOR_END: devices
     let linux = spec.linux().as_ref();
     for path in linux
         .and_then(|l| l.masked_paths().as_ref())
@@ -255,6 +259,7 @@ pub fn plan(
             path: p.cwd().clone(),
         });
     }
+    // ANCHOR: plan_end
     ops.push(MountOp::DetachOldRoot { old_root });
     if spec
         .root()
@@ -264,6 +269,7 @@ pub fn plan(
     {
         ops.push(MountOp::RootReadOnly);
     }
+    // ANCHOR_END: plan_end
     Ok(ops)
 }
 
@@ -338,6 +344,7 @@ fn make_mount_point(path: &Path, file: bool) -> Result<()> {
     Ok(())
 }
 
+// ANCHOR: make_readonly
 /// Makes a mount and everything below it read-only (and nosuid/nodev). A plain
 /// MS_REMOUNT|MS_RDONLY only reaches the top mount; mount_setattr(2) with AT_RECURSIVE
 /// (Linux 5.12) reaches the submounts of a recursive bind too.
@@ -373,6 +380,7 @@ fn make_readonly(path: &Path, extra: MsFlags) -> Result<()> {
     )?;
     Ok(())
 }
+// ANCHOR_END: make_readonly
 
 fn execute_one(op: &MountOp) -> Result<()> {
     match op {
@@ -386,6 +394,7 @@ fn execute_one(op: &MountOp) -> Result<()> {
                 none(),
             )?;
         }
+        // ANCHOR: root_layer
         MountOp::Root { layer, target } => match layer {
             RootLayer::Overlay { lower, upper, work } => {
                 for p in [lower, upper, work] {
@@ -421,6 +430,8 @@ fn execute_one(op: &MountOp) -> Result<()> {
                 )?;
             }
         },
+        // ANCHOR_END: root_layer
+        // ANCHOR: pivot
         MountOp::PivotRoot { root, old_root } => {
             let inside = old_root.strip_prefix("/").unwrap_or(old_root);
             let old = root.join(inside);
@@ -431,6 +442,7 @@ fn execute_one(op: &MountOp) -> Result<()> {
             nix::unistd::pivot_root(".", inside)?;
             nix::unistd::chdir("/")?;
         }
+        // ANCHOR_END: pivot
         MountOp::Mount {
             fstype,
             source,
@@ -449,6 +461,7 @@ fn execute_one(op: &MountOp) -> Result<()> {
                 data,
             )?;
         }
+        // ANCHOR: bind
         MountOp::Bind {
             old_root,
             source,
@@ -477,6 +490,7 @@ fn execute_one(op: &MountOp) -> Result<()> {
                 )?;
             }
         }
+        // ANCHOR_END: bind
         MountOp::Device { path, major, minor } => {
             let mode = Mode::from_bits_truncate(0o666);
             mknod(path, SFlag::S_IFCHR, mode, makedev(*major, *minor))?;
@@ -494,6 +508,7 @@ fn execute_one(op: &MountOp) -> Result<()> {
                 none(),
             )?;
         }
+        // ANCHOR: mask
         MountOp::Mask { path } => match std::fs::metadata(path) {
             Err(_) => {} // Not on this kernel: nothing to hide.
             Ok(meta) if meta.is_dir() => {
@@ -509,6 +524,8 @@ fn execute_one(op: &MountOp) -> Result<()> {
                 mount(Some("/dev/null"), path, none(), MsFlags::MS_BIND, none())?;
             }
         },
+        // ANCHOR_END: mask
+        // ANCHOR: readonly_path
         MountOp::ReadOnly { path } => {
             if std::fs::symlink_metadata(path).is_ok() {
                 mount(
@@ -524,6 +541,7 @@ fn execute_one(op: &MountOp) -> Result<()> {
                 )?;
             }
         }
+        // ANCHOR_END: readonly_path
         MountOp::Workdir { path } => match std::fs::metadata(path) {
             Ok(m) if !m.is_dir() => bail!(
                 "{} is not a directory inside the container\nfix: pass a directory to --workdir",
@@ -532,12 +550,14 @@ fn execute_one(op: &MountOp) -> Result<()> {
             Ok(_) => {}
             Err(_) => std::fs::create_dir_all(path)?,
         },
+        // ANCHOR: detach
         MountOp::DetachOldRoot { old_root } => {
             // Lazy: the old tree disappears from our namespace at once, and the kernel frees
             // it when unused. Private (step 1), so the host does not notice.
             umount2(old_root, MntFlags::MNT_DETACH)?;
             let _ = std::fs::remove_dir(old_root);
         }
+        // ANCHOR_END: detach
         MountOp::RootReadOnly => {
             mount(
                 none(),

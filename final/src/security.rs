@@ -58,6 +58,7 @@ impl CapSets {
         })
     }
 
+    // ANCHOR: drop_bounding
     /// Drops every capability not in the bounding set from the bounding set (needs
     /// CAP_SETPCAP, so this runs while we are still fully privileged root). After this no
     /// execve, not even of a setuid-root or file-capability binary, can gain them back.
@@ -73,6 +74,7 @@ impl CapSets {
         }
         Ok(())
     }
+    // ANCHOR_END: drop_bounding
 
     /// Sets the remaining sets; runs after setuid(2) (with PR_SET_KEEPCAPS for non-root).
     pub fn apply(&self) -> Result<()> {
@@ -97,11 +99,13 @@ impl CapSets {
     }
 }
 
+// ANCHOR: no_new_privs
 /// `prctl(PR_SET_NO_NEW_PRIVS, 1)`: execve can never grant privileges again (setuid bits and
 /// file capabilities are ignored). Also what lets an unprivileged process load seccomp.
 pub fn set_no_new_privs() -> Result<()> {
     nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS) failed")
 }
+// ANCHOR_END: no_new_privs
 
 /// Loads a compiled filter into the calling thread. Called last before execve.
 pub fn load_seccomp(filters: &[BpfProgram]) -> Result<()> {

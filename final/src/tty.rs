@@ -20,6 +20,7 @@ pub fn stdin_is_tty() -> bool {
     nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
 }
 
+// ANCHOR: open
 /// A new pty pair, sized like our terminal.
 pub fn open() -> Result<Pty> {
     let size = window_size(std::io::stdin().as_fd());
@@ -39,6 +40,7 @@ pub fn open() -> Result<Pty> {
         slave_path,
     })
 }
+// ANCHOR_END: open
 
 fn window_size(fd: BorrowedFd) -> Option<nix::pty::Winsize> {
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
