@@ -3,6 +3,7 @@
 //! xtask runs as you, never as root: where a command needs root it runs a workspace binary
 //! through the same runner `cargo run` uses (scripts/run-as-root).
 
+mod bench;
 mod book;
 mod workshop;
 
@@ -22,6 +23,9 @@ commands:
   book-diffs        regenerate the step diffs in learning_docs/src/generated (--check: compare)
   book-lint         check the book's includes, anchors, links and pages
   book-transcripts  run the book's try-it transcripts and compare their output [FILTER]
+  bench [--runs N] [--build-times]
+                    benchmark final and the steps against crun, runc and bubblewrap; writes
+                    bench/RESULTS.md (see `cargo xtask bench --help`)
 ";
 
 fn main() {
@@ -42,6 +46,7 @@ fn run() -> Result<()> {
         Some("book-diffs") => book::diffs(rest),
         Some("book-lint") => book::lint_cmd(rest),
         Some("book-transcripts") => book::transcripts(rest),
+        Some("bench") => bench::run(rest),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())
