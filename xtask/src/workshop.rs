@@ -154,7 +154,7 @@ fn list() -> Result<()> {
             }
         };
         println!(
-            "  {}  {:<62} ~{:>2} min   {status}",
+            "  {}  {:<66} ~{:>2} min   {status}",
             ex.step, ex.title, ex.minutes
         );
     }
