@@ -15,8 +15,11 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  rootfs            rebuild the default root filesystem in .rootfs/default
-  v2-test           run the step05 behaviour tests inside a pure cgroup v2 guest (QEMU)
+  rootfs [--from-host]
+                    rebuild the default root filesystem in .rootfs/default (from a static
+                    busybox if there is one; --from-host: from the host's own programs)
+  v2-test [FILTER]  run the step05 and final behaviour tests inside a pure cgroup v2 guest
+                    (QEMU; needs qemu-system-x86, busybox-static, cpio, xz-utils)
   workshop <cmd>    the workshop exercises: list, start N, check N, hint N, solution N,
                     diff N, watch N, doctor, dev-check (see `cargo xtask workshop help`)
   book              check the book (diffs fresh, includes, links, transcripts) and build it
@@ -39,7 +42,7 @@ fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
-        Some("rootfs") => rootfs(),
+        Some("rootfs") => rootfs(rest),
         Some("v2-test") => v2_test(rest),
         Some("workshop") => workshop::run(rest),
         Some("book") => book::all(rest),
@@ -81,8 +84,20 @@ fn cargo() -> Command {
 
 /// `cargo xtask rootfs`: rebuild the default root filesystem on purpose (as root, via the
 /// runner, like every step does on first use).
-fn rootfs() -> Result<()> {
-    run_cmd(cargo().args(["run", "--quiet", "-p", "cfs-support", "--bin", "cfs-rootfs"]))
+fn rootfs(options: &[String]) -> Result<()> {
+    run_cmd(
+        cargo()
+            .args([
+                "run",
+                "--quiet",
+                "-p",
+                "cfs-support",
+                "--bin",
+                "cfs-rootfs",
+                "--",
+            ])
+            .args(options),
+    )
 }
 
 /// Builds the test binaries of `package` and returns their paths (cargo's JSON messages).
@@ -110,30 +125,61 @@ pub fn test_binaries(package: &str) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// `cargo xtask v2-test`: the step05 behaviour tests (every step's checks) inside a throw-away
-/// pure cgroup v2 guest, as on Ubuntu 22.04+, Fedora or Debian 12 desktops.
+/// `cargo xtask v2-test [FILTER...]`: behaviour tests inside a throw-away pure cgroup v2 guest,
+/// as on Ubuntu 22.04+, Fedora or Debian 12 desktops, whatever this host has: step05's (which
+/// re-run every step's checks) and final's. One guest boot per test binary; FILTER goes to
+/// each test binary.
 fn v2_test(extra: &[String]) -> Result<()> {
     let ws = workspace();
-    // The binary under test and the root filesystem the tests use are staged into the guest.
-    run_cmd(cargo().args(["build", "--quiet", "-p", "step05-cgroups"]))?;
+    let debug = target_dir().join("debug");
+    run_cmd(cargo().args(["build", "--quiet", "-p", "step05-cgroups", "-p", "final"]))?;
     rootfs_if_missing()?;
-    let tests = test_binaries("step05-cgroups")?;
-    let behaviour = tests
-        .iter()
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("behaviour-"))
-        })
-        .context("no behaviour test binary for step05-cgroups")?;
-    let bin = target_dir().join("debug/step05-cgroups");
-    let mut cmd = Command::new(ws.join("scripts/v2-guest.sh"));
-    cmd.arg("--with")
-        .arg(&bin)
-        .arg("--with")
-        .arg(ws.join(".rootfs/default"))
-        .arg(behaviour)
-        .args(extra);
-    run_cmd(&mut cmd)
+    // (package, test binaries, what they need in the guest besides themselves)
+    let suites: [(&str, &[&str], Vec<PathBuf>); 2] = [
+        (
+            "step05-cgroups",
+            &["behaviour"],
+            vec![debug.join("step05-cgroups")],
+        ),
+        (
+            "final",
+            // networking with a bridge needs kernel modules the guest does not load
+            &["isolation", "options", "errors", "lifecycle", "leftovers"],
+            vec![
+                debug.join("final"),
+                debug.join("cfs-probe"),
+                // the pty test runs its command under script(1)
+                PathBuf::from("/usr/bin/script"),
+            ],
+        ),
+    ];
+    let mut failed = Vec::new();
+    for (package, names, needs) in suites {
+        let binaries = test_binaries(package)?;
+        for name in names {
+            let binary = binaries
+                .iter()
+                .find(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{name}-")))
+                })
+                .with_context(|| format!("no test binary {name} in {package}"))?;
+            println!("==== {package}/{name} in a pure cgroup v2 guest");
+            let mut cmd = Command::new(ws.join("scripts/v2-guest.sh"));
+            for path in needs.iter().chain([&ws.join(".rootfs/default")]) {
+                cmd.arg("--with").arg(path);
+            }
+            cmd.arg(binary).args(extra);
+            if let Err(err) = run_cmd(&mut cmd) {
+                eprintln!("xtask: {err:#}");
+                failed.push(format!("{package}/{name}"));
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("failed in the v2 guest: {}", failed.join(", "));
+    }
+    Ok(())
 }
 
 fn rootfs_if_missing() -> Result<()> {
