@@ -554,8 +554,8 @@ pub fn transcripts(args: &[String]) -> Result<()> {
     // the timeout only covers the command itself.
     let mut build = cargo();
     build.args(["build", "--quiet"]);
-    for step in STEPS {
-        build.args(["-p", step]);
+    for package in STEPS.iter().chain(&["final"]) {
+        build.args(["-p", package]);
     }
     crate::run_cmd(&mut build)?;
     let rootfs = cargo()
