@@ -152,9 +152,17 @@ fn child(args: &RunArgs, rootfs: &std::path::Path, cgroup: &ContainerCgroup) -> 
     // ANCHOR: join
     // ANCHOR: ex_join
     // Join the cgroup first, before anything else runs, and while the host's /sys/fs/cgroup
-    // is still reachable (before chroot). Writing 0 to cgroup.procs means "the writing
-    // process" (cgroups(7)); our PID here is 1, which in the host's view would be init.
-    if let Err(err) = cgroup.0.add_task_by_tgid(cgroups_rs::CgroupPid::from(0)) {
+    // is still reachable (before chroot). Writing 0 means "the writer" (cgroups(7)); our PID
+    // here is 1, which in the host's view would be init. On v1 we write to `tasks`, which
+    // moves just this thread (all we have): `cgroup.procs` moves a whole thread group under
+    // a global lock that can wait milliseconds for the kernel (an RCU grace period). v2
+    // only has `cgroup.procs` for this.
+    let me = cgroups_rs::CgroupPid::from(0);
+    let joined = match cgroup.0.v2() {
+        true => cgroup.0.add_task_by_tgid(me),
+        false => cgroup.0.add_task(me),
+    };
+    if let Err(err) = joined {
         fail(&format!("joining cgroup {} failed: {err}", cgroup.0.path()));
     }
     // ANCHOR_END: ex_join

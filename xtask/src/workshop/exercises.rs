@@ -206,10 +206,12 @@ pub static EXERCISES: &[Exercise] = &[
              (cpus * period as f64).round() as i64. If the machine has swap, a memory hog \
              escapes into it: also limit swap with memory.set_memswap_limit(...) (v1: same \
              bytes as the limit, memory+swap; v2: 0).",
-            "Join in the child, not in the runtime: `cgroup.0.add_task_by_tgid(\
-             cgroups_rs::CgroupPid::from(0))` (0 means the writing process). Before chroot, \
-             because afterwards /sys/fs/cgroup is out of reach; before exec, so that the command \
-             never runs unlimited.",
+            "Join in the child, not in the runtime: with `let me = \
+             cgroups_rs::CgroupPid::from(0)` (0 means the writer), `cgroup.0.add_task(me)` on \
+             v1 (the `tasks` file: this one thread, cheap) or `cgroup.0.add_task_by_tgid(me)` on \
+             v2 (`cgroup.procs`; `cgroup.0.v2()` tells which). Before chroot, because afterwards \
+             /sys/fs/cgroup is out of reach; before exec, so that the command never runs \
+             unlimited.",
             "Remove in Drop::drop: `if let Err(err) = self.0.delete() { eprintln!(...) }`. \
              delete() fails while processes are still in the cgroup; the runtime has waited for \
              the container by then, and Drop also runs on the error paths and after SIGTERM.",
