@@ -96,6 +96,18 @@ pub struct RunArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// Network: none (own namespace, loopback only), host (the host's network, no
+    /// isolation) or bridge (an address on the cfs0 bridge, NAT, -p).
+    #[arg(long, default_value = "none", value_parser = parse::network)]
+    pub network: parse::Network,
+    /// Publish a container port on the host: HOST:CONTAINER[/tcp|/udp] (repeatable;
+    /// needs --network bridge).
+    #[arg(short = 'p', long = "publish", value_parser = parse::publish)]
+    pub publish: Vec<parse::Port>,
+    /// User namespace: host (none; the default for root), auto (root inside is an
+    /// unprivileged range outside) or INSIDE:OUTSIDE:COUNT. Rootless runs always get one.
+    #[arg(long, value_parser = parse::userns)]
+    pub userns: Option<parse::Userns>,
     /// Run in the background; print the id. See `final logs`.
     #[arg(short = 'd', long)]
     pub detach: bool,

@@ -24,6 +24,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+// ANCHOR: create_options
 /// What is not part of the OCI spec: identity, metadata and how to attach.
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -38,8 +39,14 @@ pub struct CreateOptions {
     /// Put a private writable overlay over the spec's root (`final run`), instead of using
     /// the directory itself (an OCI bundle).
     pub overlay: bool,
+    /// `--network`; with `Bridge`, the spec must have a new network namespace.
+    pub network: crate::parse::Network,
+    /// `-p`: published ports (bridge only).
+    pub ports: Vec<crate::parse::Port>,
 }
+// ANCHOR_END: create_options
 
+// ANCHOR: status_code
 /// Exit status of a command that ended by signal `n`: 128+n, as shells and docker.
 pub fn status_code(status: WaitStatus) -> Option<i32> {
     match status {
@@ -48,6 +55,7 @@ pub fn status_code(status: WaitStatus) -> Option<i32> {
         _ => None,
     }
 }
+// ANCHOR_END: status_code
 
 pub fn require_root() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
@@ -74,21 +82,27 @@ fn monitor_signals() -> SigSet {
     set
 }
 
-/// Undo what a failed or finished container left on the host: its cgroup and writable layer
-/// (and, with `remove`, its record and name).
-fn cleanup(id: &str, remove: Option<&Record>) -> Result<()> {
+/// Undo what a failed or finished container left on the host: its network attachment, its
+/// cgroup and writable layer (and, with `remove`, its record and name).
+fn cleanup(rec: &Record, remove: bool) -> Result<()> {
+    let id = rec.id.as_str();
+    let net_result = match &rec.bridge {
+        Some(att) => crate::network::release(id, att),
+        None => Ok(()),
+    };
     let cg = ContainerCgroup::load(id);
     let cg_result = cg.destroy();
     let layer = state::container_data_dir(id);
     for sub in ["upper", "work"] {
         let _ = std::fs::remove_dir_all(layer.join(sub));
     }
-    if let Some(rec) = remove {
+    if remove {
         state::remove(rec)?;
     }
-    cg_result
+    cg_result.and(net_result)
 }
 
+// ANCHOR: run
 /// `final run`: options → spec → [`create`].
 pub fn run(mut opts: crate::spec::RunOptions, mut create_opts: CreateOptions) -> Result<i32> {
     if create_opts.id.is_empty() {
@@ -100,6 +114,7 @@ pub fn run(mut opts: crate::spec::RunOptions, mut create_opts: CreateOptions) ->
     let spec = crate::spec::build(&opts)?;
     create(spec, create_opts)
 }
+// ANCHOR_END: run
 
 /// `final ps`'s table.
 pub fn table(recs: &[Record]) -> String {
@@ -127,6 +142,7 @@ pub fn table(recs: &[Record]) -> String {
     out
 }
 
+// ANCHOR: create
 /// Creates a container from `spec` and runs it; returns its exit status (foreground), or 0
 /// once it started (detached). The single code path for every container.
 pub fn create(spec: Spec, opts: CreateOptions) -> Result<i32> {
@@ -142,6 +158,7 @@ pub fn create(spec: Spec, opts: CreateOptions) -> Result<i32> {
         .as_ref()
         .ok_or_else(|| anyhow!("the spec has no root"))?;
     let image = root.path().clone();
+    check_network(&spec, &opts)?;
 
     let state_root = state::root_dir();
     std::fs::create_dir_all(&state_root)
@@ -174,6 +191,8 @@ pub fn create(spec: Spec, opts: CreateOptions) -> Result<i32> {
         log: opts
             .detach
             .then(|| state::container_data_dir(&id).join("container.log")),
+        network: opts.network,
+        bridge: None,
         config: serde_json::to_value(&spec)?,
     };
     if let Err(err) = state::create(&rec) {
@@ -187,12 +206,28 @@ pub fn create(spec: Spec, opts: CreateOptions) -> Result<i32> {
         Ok(Started::Foreground(code)) => Ok(code),
         Ok(Started::DetachedParent) => Ok(0),
         Err(err) => {
-            if let Err(clean) = cleanup(&id, Some(&rec)) {
+            if let Err(clean) = cleanup(&rec, true) {
                 return Err(err.context(format!("cleaning up also failed: {clean:#}")));
             }
             Err(err)
         }
     }
+}
+// ANCHOR_END: create
+
+/// `-p` and `--network bridge` need the spec's own network namespace.
+fn check_network(spec: &Spec, opts: &CreateOptions) -> Result<()> {
+    use crate::parse::Network;
+    if !opts.ports.is_empty() && opts.network != Network::Bridge {
+        bail!("-p/--publish needs --network bridge (with --network host the container's ports are the host's already; with none it has no address to forward to)\nfix: add --network bridge");
+    }
+    let new_netns = process::clone_flags(spec)
+        .0
+        .contains(nix::sched::CloneFlags::CLONE_NEWNET);
+    if opts.network == Network::Bridge && !new_netns {
+        bail!("--network bridge needs a new network namespace in the spec");
+    }
+    Ok(())
 }
 
 enum Started {
@@ -222,12 +257,45 @@ fn start(spec: &Spec, opts: &CreateOptions, rec: &mut Record, image: &Path) -> R
     let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     let cg = ContainerCgroup::create(&id, resources)?;
 
+    // --network bridge: an address and the published ports, recorded before anything else
+    // can fail so that every cleanup path releases them; resolv.conf and hosts to bind.
+    let mut bridged_spec;
+    let spec = if opts.network == crate::parse::Network::Bridge {
+        let att = crate::network::prepare(&id, &opts.ports)?;
+        rec.bridge = Some(att.clone());
+        *rec = state::update(&id, |r| r.bridge = Some(att.clone()))?;
+        let hostname = spec.hostname().clone().unwrap_or_default();
+        let (resolv, hosts) =
+            crate::network::write_etc_files(&state::container_dir(&id), &att, &hostname)?;
+        bridged_spec = spec.clone();
+        let mut mounts = bridged_spec.mounts().clone().unwrap_or_default();
+        for (dest, source) in [("/etc/resolv.conf", resolv), ("/etc/hosts", hosts)] {
+            mounts.push(
+                oci_spec::runtime::MountBuilder::default()
+                    .destination(dest)
+                    .typ("bind")
+                    .source(source)
+                    .options(
+                        ["rbind", "nosuid", "nodev", "noexec", "rw"]
+                            .map(String::from)
+                            .to_vec(),
+                    )
+                    .build()?,
+            );
+        }
+        bridged_spec.set_mounts(Some(mounts));
+        &bridged_spec
+    } else {
+        spec
+    };
+
     let root_target = state::container_dir(&id).join("rootfs");
     std::fs::create_dir_all(&root_target)
         .with_context(|| format!("cannot create {}", root_target.display()))?;
     // The data directory holds the writable layer and the log of a detached container.
     let data = state::container_data_dir(&id);
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
+    // ANCHOR: layer
     let overlay = opts.overlay && overlay_available();
     if opts.overlay && !overlay {
         eprintln!(
@@ -251,6 +319,7 @@ fn start(spec: &Spec, opts: &CreateOptions, rec: &mut Record, image: &Path) -> R
             source: image.to_path_buf(),
         }
     };
+    // ANCHOR_END: layer
 
     // Detached: fork the monitor now; this process only waits to hear that the container
     // started (or why it did not), then returns.
@@ -285,7 +354,7 @@ fn start(spec: &Spec, opts: &CreateOptions, rec: &mut Record, image: &Path) -> R
                     // Still starting: `final run -d` is waiting for this.
                     let _ = nix::unistd::write(&fd, format!("{code} {err:#}").as_bytes());
                 }
-                let _ = cleanup(&id, Some(rec));
+                let _ = cleanup(rec, true);
                 code
             }
         };
@@ -325,7 +394,7 @@ fn wait_for_detached(read_end: OwnedFd, monitor: Pid, rec: &Record) -> Result<St
         return Err(anyhow!(CommandFailed(code)));
     }
     // The monitor already cleaned up; make sure nothing is left either way.
-    let _ = cleanup(&rec.id, Some(rec));
+    let _ = cleanup(rec, true);
     Err(anyhow!("{message}"))
 }
 
@@ -389,7 +458,8 @@ fn monitor(
         &id,
         pty.as_ref().map(|p| p.slave_path.as_path()),
     )?;
-    let cfg = InitConfig::from_spec(spec, plan, stdio, !opts.detach)?;
+    let mut cfg = InitConfig::from_spec(spec, plan, stdio, !opts.detach)?;
+    cfg.bridge = rec.bridge.clone();
     let (flags, _) = process::clone_flags(spec);
     let (parent_chan, child_chan) = channel::pair()?;
 
@@ -429,6 +499,15 @@ fn monitor(
             return Err(err);
         }
     }
+    // The veth pair, with its container end created inside the child's network namespace;
+    // the child configures that end itself after sync 1.
+    if let Some(att) = &rec.bridge {
+        if let Err(err) = crate::network::attach(pid.as_raw(), att) {
+            kill_child();
+            return Err(err);
+        }
+    }
+    // ANCHOR: sync
     // sync 1: in the cgroup; go ahead.
     if let Err(err) = parent_chan.send(&Message::Proceed) {
         kill_child();
@@ -458,6 +537,7 @@ fn monitor(
         }
     }
     drop(parent_chan);
+    // ANCHOR_END: sync
 
     *rec = state::update(&id, |r| {
         r.status = Status::Running;
@@ -474,6 +554,7 @@ fn monitor(
     let _ = old_mask.thread_set_mask();
     let status = status?;
 
+    // ANCHOR: oom
     // As docker: OOM-killed if the kernel killed any process of the container for memory.
     let oom = cg.oom_killed();
     let code = status_code(status).unwrap_or(125);
@@ -489,7 +570,8 @@ fn monitor(
             "final: the container was killed by the kernel's OOM killer (memory limit reached)"
         );
     }
-    cleanup(&id, rec_now.auto_remove.then_some(&rec_now))?;
+    // ANCHOR_END: oom
+    cleanup(&rec_now, rec_now.auto_remove)?;
     Ok(code)
 }
 
@@ -537,6 +619,7 @@ fn wait_loop(pid: Pid, signals: &SigSet, pty: Option<&tty::Pty>) -> Result<WaitS
             .collect();
         drop(fds);
         if ready[0] {
+            // ANCHOR: forward
             while let Ok(Some(info)) = sfd.read_signal() {
                 let sig = info.ssi_signo as i32;
                 if sig == libc::SIGCHLD {
@@ -552,6 +635,7 @@ fn wait_loop(pid: Pid, signals: &SigSet, pty: Option<&tty::Pty>) -> Result<WaitS
                     let _ = nix::sys::signal::kill(pid, s);
                 }
             }
+            // ANCHOR_END: forward
         }
         let mut i = 1;
         if let Some(p) = pty {
@@ -607,6 +691,7 @@ fn drain(master: std::os::fd::BorrowedFd, buf: &mut [u8]) {
     let _ = out.flush();
 }
 
+// ANCHOR: reconcile
 /// Brings a record in line with reality when its runtime is gone (SIGKILLed, machine
 /// crashed...): a dead container is marked exited with an unknown status and its cgroup and
 /// layer removed (the record too with --rm); a live one stays running.
@@ -627,10 +712,11 @@ pub fn reconcile(id: &str) -> Result<Record> {
     })?;
     if !container_alive {
         let never_started = rec.pid.is_none();
-        cleanup(id, (rec.auto_remove || never_started).then_some(&rec))?;
+        cleanup(&rec, rec.auto_remove || never_started)?;
     }
     Ok(rec)
 }
+// ANCHOR_END: reconcile
 
 /// All containers, reconciled.
 pub fn list() -> Vec<Record> {
@@ -720,7 +806,7 @@ pub fn remove(what: &str, force: bool) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let current = state::load(&rec.id).unwrap_or(rec);
-    cleanup(&current.id, Some(&current))
+    cleanup(&current, true)
 }
 
 /// Output of a detached container.

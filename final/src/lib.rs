@@ -10,7 +10,8 @@
 //! - [`channel`]: the numbered parent/child sync points;
 //! - [`rootfs`]: the mount plan (overlay root, pivot_root, /proc, /dev, /sys, volumes, masks);
 //! - [`cgroups`]: limits on cgroup v1, hybrid and v2 with cgroups-rs;
-//! - [`network`]: the network namespace (loopback only, for now);
+//! - [`network`]: `--network none|host|bridge`: loopback, veth + bridge, addresses, NAT;
+//! - [`netlink`]: the small synchronous rtnetlink client `network` uses;
 //! - [`security`]: capabilities, no_new_privs, seccomp;
 //! - [`state`]: records, names, locking;
 //! - [`container`]: lifecycle operations and recovery;
@@ -26,6 +27,8 @@ pub mod channel;
 pub mod container;
 #[cfg(target_os = "linux")]
 pub mod doctor;
+#[cfg(target_os = "linux")]
+pub mod netlink;
 #[cfg(target_os = "linux")]
 pub mod network;
 #[cfg(target_os = "linux")]

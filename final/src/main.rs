@@ -28,6 +28,7 @@ fn run(_: cli::Cli) -> i32 {
 }
 
 #[cfg(target_os = "linux")]
+// ANCHOR: exit_status
 fn run(cli: cli::Cli) -> i32 {
     use cfs_final::container::CommandFailed;
     match dispatch(cli) {
@@ -41,6 +42,7 @@ fn run(cli: cli::Cli) -> i32 {
         }
     }
 }
+// ANCHOR_END: exit_status
 
 #[cfg(target_os = "linux")]
 fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
@@ -67,6 +69,7 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
                 cpus: args.cpus,
                 pids_limit: args.pids_limit,
                 tty,
+                network: args.network,
             };
             let create = container::CreateOptions {
                 id: String::new(),
@@ -76,6 +79,8 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
                 auto_remove: args.rm,
                 tty,
                 overlay: true,
+                network: args.network,
+                ports: args.publish,
             };
             container::run(opts, create)
         }

@@ -226,6 +226,126 @@ pub fn signal(text: &str) -> Result<i32, String> {
     Ok(n)
 }
 
+/// `--network`: which network namespace the container gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// Its own network namespace with only `lo`, up.
+    #[default]
+    None,
+    /// The host's network namespace (no network isolation at all).
+    Host,
+    /// Its own namespace, a veth pair to the host bridge, an address, NAT.
+    Bridge,
+}
+
+pub fn network(text: &str) -> Result<Network, String> {
+    match text {
+        "none" => Ok(Network::None),
+        "host" => Ok(Network::Host),
+        "bridge" => Ok(Network::Bridge),
+        _ => Err(format!(
+            "invalid --network {text:?}: use none (the default: loopback only), host (share the host's network, no isolation) or bridge (an address on the cfs0 bridge, NAT, -p)"
+        )),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// `-p/--publish HOST:CONTAINER[/tcp|/udp]`: a host port forwarded to a container port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Port {
+    pub host: u16,
+    pub container: u16,
+    pub proto: Proto,
+}
+
+pub fn publish(text: &str) -> Result<Port, String> {
+    let bad = |why: &str| {
+        format!("invalid --publish {text:?}: {why}; use HOST:CONTAINER[/tcp|/udp], e.g. 8080:80 or 5353:53/udp")
+    };
+    let (ports, proto) = match text.rsplit_once('/') {
+        Some((p, "tcp")) => (p, Proto::Tcp),
+        Some((p, "udp")) => (p, Proto::Udp),
+        Some(_) => return Err(bad("the protocol must be tcp or udp")),
+        None => (text, Proto::Tcp),
+    };
+    let Some((host, container)) = ports.split_once(':') else {
+        return Err(bad("both ports are needed"));
+    };
+    let port = |p: &str| match p.parse::<u16>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(bad(&format!("{p:?} is not a port number (1-65535)"))),
+    };
+    Ok(Port {
+        host: port(host)?,
+        container: port(container)?,
+        proto,
+    })
+}
+
+/// One line of a uid_map/gid_map (`man 7 user_namespaces`): `count` ids starting at
+/// `inside` in the namespace are `outside` + 0.. on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdMap {
+    pub inside: u32,
+    pub outside: u32,
+    pub count: u32,
+}
+
+/// `--userns`: `host` (no user namespace, the default for root), `auto` (root inside is an
+/// unprivileged range outside: the subordinate ids of root in /etc/subuid, or 100000+65536)
+/// or an explicit `INSIDE:OUTSIDE:COUNT` map used for both uids and gids.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Userns {
+    #[default]
+    Host,
+    Auto,
+    Map(IdMap),
+}
+
+pub fn userns(text: &str) -> Result<Userns, String> {
+    let bad = || {
+        format!("invalid --userns {text:?}: use host, auto or INSIDE:OUTSIDE:COUNT (e.g. 0:100000:65536)")
+    };
+    match text {
+        "host" => return Ok(Userns::Host),
+        "auto" => return Ok(Userns::Auto),
+        _ => {}
+    }
+    let f: Vec<&str> = text.split(':').collect();
+    let [inside, outside, count] = f.as_slice() else {
+        return Err(bad());
+    };
+    let n = |s: &str| s.parse::<u32>().map_err(|_| bad());
+    let map = IdMap {
+        inside: n(inside)?,
+        outside: n(outside)?,
+        count: n(count)?,
+    };
+    if map.count == 0
+        || map.inside.checked_add(map.count).is_none()
+        || map.outside.checked_add(map.count).is_none()
+    {
+        return Err(bad());
+    }
+    Ok(Userns::Map(map))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,5 +427,35 @@ mod tests {
         assert_eq!(signal("10"), Ok(10));
         assert!(signal("FOO").is_err());
         assert!(signal("0").is_err());
+    }
+
+    #[test]
+    fn networks_ports_and_userns() {
+        assert_eq!(network("bridge"), Ok(Network::Bridge));
+        assert!(network("nat").unwrap_err().contains("none"));
+        assert_eq!(
+            publish("8080:80"),
+            Ok(Port {
+                host: 8080,
+                container: 80,
+                proto: Proto::Tcp
+            })
+        );
+        assert_eq!(publish("53:53/udp").unwrap().proto, Proto::Udp);
+        for bad in ["80", "0:80", "80:70000", "80:80/sctp", "a:b", ""] {
+            assert!(publish(bad).is_err(), "{bad}");
+        }
+        assert_eq!(userns("auto"), Ok(Userns::Auto));
+        assert_eq!(
+            userns("0:100000:65536"),
+            Ok(Userns::Map(IdMap {
+                inside: 0,
+                outside: 100000,
+                count: 65536
+            }))
+        );
+        for bad in ["0:1", "0:1:0", "x:1:2", "0:4294967295:2"] {
+            assert!(userns(bad).is_err(), "{bad}");
+        }
     }
 }

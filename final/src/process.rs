@@ -51,12 +51,15 @@ pub struct InitConfig {
     pub stdio: Stdio,
     /// Kill the container if the runtime dies (foreground runs).
     pub die_with_parent: bool,
+    /// `--network bridge`: the address and gateway to give `eth0` (set by the caller).
+    pub bridge: Option<crate::network::Attachment>,
 }
 
 fn cstring(s: &str, what: &str) -> Result<CString> {
     CString::new(s).map_err(|_| anyhow!("{what} contains a NUL byte: {s:?}"))
 }
 
+// ANCHOR: clone_flags
 /// The namespaces to clone into. The cgroup namespace is *not* among them: it is unshared
 /// by the child after sync 1, once it sits in its own cgroup, so that its cgroup root is the
 /// container's cgroup and not the runtime's (`man 7 cgroup_namespaces`).
@@ -85,6 +88,7 @@ pub fn clone_flags(spec: &Spec) -> (CloneFlags, bool) {
     }
     (flags, cgroup)
 }
+// ANCHOR_END: clone_flags
 
 impl InitConfig {
     pub fn from_spec(
@@ -149,10 +153,12 @@ impl InitConfig {
             seccomp,
             stdio,
             die_with_parent,
+            bridge: None,
         })
     }
 }
 
+// ANCHOR: clone_into
 /// clone(2) like fork(2) (the child runs on a copy of our stack and returns here) but into
 /// new namespaces. With `cgroup_fd` (cgroup v2), clone3(2)'s CLONE_INTO_CGROUP starts the
 /// child directly in its cgroup; returns whether that worked, so the caller attaches
@@ -210,7 +216,9 @@ pub unsafe fn clone_into(
         }
     }
 }
+// ANCHOR_END: clone_into
 
+// ANCHOR: init
 /// The child's life: set the container up, then exec. Never returns.
 pub fn init(cfg: &InitConfig, chan: &Channel) -> ! {
     if let Err(err) = setup(cfg, chan) {
@@ -226,6 +234,7 @@ pub fn init(cfg: &InitConfig, chan: &Channel) -> ! {
     // SAFETY: as above.
     unsafe { libc::_exit(code) }
 }
+// ANCHOR_END: init
 
 /// For `final exec`: the caller already joined the container; finish and exec.
 pub fn finish_and_exec(cfg: &InitConfig, chan: &Channel) -> ! {
@@ -243,6 +252,7 @@ pub fn finish_and_exec(cfg: &InitConfig, chan: &Channel) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+// ANCHOR: setup
 fn setup(cfg: &InitConfig, chan: &Channel) -> Result<()> {
     // sync 1: wait until the parent has put us in our cgroup.
     match chan.recv()? {
@@ -262,6 +272,9 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<()> {
     if cfg.new_net_ns {
         crate::network::loopback_up()?;
     }
+    if let Some(att) = &cfg.bridge {
+        crate::network::configure_inside(att)?;
+    }
     // Not dumpable: until execve, /proc/1/exe (this runtime's binary on the host) and our
     // memory cannot be opened by anything in the container (`man 2 prctl`). execve resets it.
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE) failed")?;
@@ -273,6 +286,7 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<()> {
 
     finish(cfg)
 }
+// ANCHOR_END: setup
 
 /// The part shared by a container's first process and `final exec`: stdio, working
 /// directory, credentials, capabilities, fds, signals, no_new_privs, seccomp.
@@ -305,6 +319,7 @@ pub fn finish(cfg: &InitConfig) -> Result<()> {
             .with_context(|| format!("cannot create the working directory {}", cfg.cwd.display()))?,
     }
 
+    // ANCHOR: privileges
     cfg.caps.drop_bounding()?;
     let gids: Vec<Gid> = cfg
         .additional_gids
@@ -368,6 +383,7 @@ pub fn finish(cfg: &InitConfig) -> Result<()> {
     }
     // Last: from here on, only the allowed system calls work.
     crate::security::load_seccomp(&cfg.seccomp)?;
+    // ANCHOR_END: privileges
     Ok(())
 }
 
@@ -410,6 +426,7 @@ pub fn exec(cfg: &InitConfig) -> (i32, String) {
         unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
         std::io::Error::last_os_error()
     };
+    // ANCHOR: exec_verdict
     let verdict = |err: &std::io::Error| -> (i32, String) {
         match err.raw_os_error() {
             Some(libc::ENOENT) | Some(libc::ENOTDIR) => (
@@ -424,6 +441,7 @@ pub fn exec(cfg: &InitConfig) -> (i32, String) {
             _ => (126, format!("{shown}: cannot execute: {err}")),
         }
     };
+    // ANCHOR_END: exec_verdict
 
     if name.contains(&b'/') {
         return verdict(&try_exec(&cfg.argv[0]));

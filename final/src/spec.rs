@@ -36,10 +36,13 @@ pub struct RunOptions {
     pub cpus: Option<f64>,
     pub pids_limit: Option<i64>,
     pub tty: bool,
+    /// `--network host` leaves the network namespace out of the spec (the host's is shared).
+    pub network: crate::parse::Network,
 }
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+// ANCHOR: caps
 /// Docker's default capability set (moby `oci/caps/defaults.go`); everything else, notably
 /// CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_SYS_MODULE and CAP_NET_ADMIN, is dropped from all sets
 /// including the bounding set, so no exec can regain it (`man 7 capabilities`).
@@ -59,7 +62,9 @@ pub const DEFAULT_CAPS: [Capability; 14] = [
     Capability::Kill,
     Capability::AuditWrite,
 ];
+// ANCHOR_END: caps
 
+// ANCHOR: masked
 /// Paths under /proc and /sys that leak host information or offer host control; docker hides
 /// them (files: /dev/null bound over them; directories: an empty read-only tmpfs).
 pub const MASKED_PATHS: [&str; 13] = [
@@ -80,6 +85,7 @@ pub const MASKED_PATHS: [&str; 13] = [
 
 /// Readable but not writable: writing kernel tunables (/proc/sys) would change the host.
 pub const READONLY_PATHS: [&str; 4] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"];
+// ANCHOR_END: masked
 
 /// Syscalls docker's default profile does not allow for a container without extra
 /// capabilities: kernel keyrings (not namespaced), module loading, clock setting, mount and
@@ -154,6 +160,7 @@ const CLONE_NAMESPACE_FLAGS: [u64; 7] = [
 const EPERM: u32 = 1;
 const ENOSYS: u32 = 38;
 
+// ANCHOR: seccomp
 /// Docker's default seccomp profile, expressed as an OCI `linux.seccomp` section: allow by
 /// default, deny the list above with EPERM, and answer clone3 with ENOSYS so that libcs fall
 /// back to clone(2), whose flags a classic BPF filter can inspect (clone3 passes a pointer).
@@ -195,6 +202,7 @@ pub fn default_seccomp() -> Result<LinuxSeccomp> {
         .syscalls(syscalls)
         .build()?)
 }
+// ANCHOR_END: seccomp
 
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount> {
     Ok(MountBuilder::default()
@@ -205,6 +213,7 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount>
         .build()?)
 }
 
+// ANCHOR: default_mounts
 /// The mounts every container gets, docker's set: /proc, a small tmpfs /dev with its own
 /// devpts instance (`man 4 pts`), /dev/shm, /dev/mqueue and a read-only /sys.
 fn default_mounts() -> Result<Vec<Mount>> {
@@ -249,6 +258,7 @@ fn default_mounts() -> Result<Vec<Mount>> {
         )?,
     ])
 }
+// ANCHOR_END: default_mounts
 
 /// A user resolved against the container's own /etc/passwd and /etc/group.
 #[derive(Debug, PartialEq, Eq)]
@@ -378,6 +388,7 @@ pub fn build(opts: &RunOptions) -> Result<Spec> {
         .no_new_privileges(true)
         .build()?;
 
+    // ANCHOR: volumes
     let mut mounts = default_mounts()?;
     for v in &opts.volumes {
         let source = std::fs::canonicalize(&v.source).with_context(|| {
@@ -410,7 +421,24 @@ pub fn build(opts: &RunOptions) -> Result<Spec> {
             &["nosuid", "nodev", "mode=1777"],
         )?);
     }
+    // ANCHOR_END: volumes
 
+    // OCI: a namespace type absent from the list is shared with the runtime (here: the host).
+    let host_network = opts.network == crate::parse::Network::Host;
+    if host_network {
+        // The host's name service files, read-only, as docker does with --network host: the
+        // container uses the host's resolvers and names directly.
+        for f in ["/etc/resolv.conf", "/etc/hosts"] {
+            if let Ok(source) = std::fs::canonicalize(f) {
+                mounts.push(mount(
+                    f,
+                    "bind",
+                    &source.to_string_lossy(),
+                    &["rbind", "nosuid", "nodev", "noexec", "ro"],
+                )?);
+            }
+        }
+    }
     let namespaces = [
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Network,
@@ -420,6 +448,7 @@ pub fn build(opts: &RunOptions) -> Result<Spec> {
         LinuxNamespaceType::Cgroup,
     ]
     .into_iter()
+    .filter(|t| !(host_network && *t == LinuxNamespaceType::Network))
     .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
     .collect::<Result<Vec<_>, _>>()?;
 

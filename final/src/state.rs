@@ -28,6 +28,7 @@ pub enum Status {
     Exited,
 }
 
+// ANCHOR: record
 /// Everything we know about one container.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
@@ -56,9 +57,17 @@ pub struct Record {
     pub image: PathBuf,
     pub cgroup: String,
     pub log: Option<PathBuf>,
+    /// `--network`: none, host or bridge.
+    #[serde(default)]
+    pub network: crate::parse::Network,
+    /// With `--network bridge`: the address, veth and published ports it holds (what to
+    /// release when it ends).
+    #[serde(default)]
+    pub bridge: Option<crate::network::Attachment>,
     /// The resolved OCI runtime spec the container was created from.
     pub config: serde_json::Value,
 }
+// ANCHOR_END: record
 
 pub fn root_dir() -> PathBuf {
     std::env::var_os("CFS_FINAL_ROOT")
@@ -126,6 +135,7 @@ pub fn new_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+// ANCHOR: claim_name
 /// Claims `name` for `id`; fails if another container has it.
 pub fn claim_name(name: &str, id: &str) -> Result<()> {
     let dir = names_dir();
@@ -144,6 +154,7 @@ pub fn claim_name(name: &str, id: &str) -> Result<()> {
         }
     }
 }
+// ANCHOR_END: claim_name
 
 pub fn release_name(name: &str, id: &str) {
     let link = names_dir().join(name);
@@ -160,6 +171,7 @@ pub fn create(rec: &Record) -> Result<()> {
     save(rec)
 }
 
+// ANCHOR: save
 /// Writes the record atomically.
 pub fn save(rec: &Record) -> Result<()> {
     let dir = container_dir(&rec.id);
@@ -169,6 +181,7 @@ pub fn save(rec: &Record) -> Result<()> {
     fs::rename(&tmp, dir.join("state.json"))
         .with_context(|| format!("cannot replace {}", dir.join("state.json").display()))
 }
+// ANCHOR_END: save
 
 pub fn load(id: &str) -> Result<Record> {
     let path = container_dir(id).join("state.json");
@@ -177,6 +190,7 @@ pub fn load(id: &str) -> Result<Record> {
         .with_context(|| format!("corrupt state record {}", path.display()))
 }
 
+// ANCHOR: update
 /// Reads, changes and writes the record under its lock.
 pub fn update(id: &str, change: impl FnOnce(&mut Record)) -> Result<Record> {
     let _lock = lock(id)?;
@@ -185,6 +199,7 @@ pub fn update(id: &str, change: impl FnOnce(&mut Record)) -> Result<Record> {
     save(&rec)?;
     Ok(rec)
 }
+// ANCHOR_END: update
 
 /// Removes the record, its name and its data directory.
 pub fn remove(rec: &Record) -> Result<()> {
@@ -241,6 +256,7 @@ pub fn process_start(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+// ANCHOR: alive
 /// Is `pid` still the process that was recorded with `start`? Zombies count as gone.
 pub fn alive(pid: i32, start: Option<u64>) -> bool {
     let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -255,6 +271,7 @@ pub fn alive(pid: i32, start: Option<u64>) -> bool {
     }
     start.is_none() || process_start(pid) == start
 }
+// ANCHOR_END: alive
 
 /// Now as RFC 3339 in UTC, e.g. `2024-05-01T12:00:00Z` (no date crate needed).
 pub fn now() -> String {
