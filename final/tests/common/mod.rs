@@ -150,3 +150,82 @@ pub fn ns_inode(pid: &str, ns: &str) -> String {
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
+
+/// What `--network bridge` containers may leave on the host: veth host ends (`vcfs*`),
+/// addresses held in the allocator, elements of the published-ports map, and the bridge's
+/// addresses. (The bridge itself, the `cfs` table and ip_forward stay, as docker0 does.)
+#[derive(Debug, PartialEq, Eq)]
+pub struct NetSnapshot {
+    pub veths: BTreeSet<String>,
+    pub held_addresses: BTreeSet<PathBuf>,
+    pub port_map: String,
+    pub bridge_addresses: String,
+}
+
+pub fn net_snapshot() -> NetSnapshot {
+    let veths = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("vcfs"))
+        .collect();
+    let held_addresses = list(Path::new("/run/cfs-final/network/addresses"));
+    let nft = Command::new("nft")
+        .args(["list", "map", "ip", "cfs", "ports"])
+        .output()
+        .expect("nft must be installed for the bridge tests (apt install nftables)");
+    let port_map = String::from_utf8_lossy(&nft.stdout).into_owned();
+    let ip = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", "cfs0"])
+        .output()
+        .expect("cannot run ip (iproute2)");
+    let bridge_addresses = String::from_utf8_lossy(&ip.stdout)
+        .split_whitespace()
+        .filter(|w| w.contains('/'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    NetSnapshot {
+        veths,
+        held_addresses,
+        port_map,
+        bridge_addresses,
+    }
+}
+
+/// The IPv4 address a bridged container got, from `final inspect`.
+pub fn container_ip(name: &str) -> String {
+    let json = ok(&["inspect", name]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v[0]["bridge"]["ip"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name} has no bridge address: {json}"))
+        .to_string()
+}
+
+/// One HTTP GET of `/` on `addr` (a bounded number of tries while the server starts);
+/// returns the body.
+pub fn http_get(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut last = String::new();
+    for _ in 0..50 {
+        match std::net::TcpStream::connect_timeout(
+            &addr.parse().unwrap(),
+            std::time::Duration::from_secs(2),
+        ) {
+            Ok(mut s) => {
+                s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                    .unwrap();
+                s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+                let mut resp = String::new();
+                let _ = s.read_to_string(&mut resp);
+                if let Some((_, body)) = resp.split_once("\r\n\r\n") {
+                    return body.to_string();
+                }
+                last = resp;
+            }
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("no HTTP answer from {addr}: {last}");
+}
