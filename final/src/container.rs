@@ -57,9 +57,12 @@ pub fn status_code(status: WaitStatus) -> Option<i32> {
 }
 // ANCHOR_END: status_code
 
+/// Root, or a user who may create user namespaces (rootless mode, [`crate::userns`]).
 pub fn require_root() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
-        bail!("final needs root to create namespaces, mounts and cgroups (rootless mode is issue 6)\nfix: run it with sudo, or through `cargo run -p final -- ...`, which asks sudo for you");
+        if let Some(why) = crate::userns::unprivileged_blocked() {
+            bail!("final runs rootless containers in a user namespace, and this system forbids that: {why}\nor run final as root (sudo)");
+        }
     }
     Ok(())
 }
@@ -90,11 +93,15 @@ fn cleanup(rec: &Record, remove: bool) -> Result<()> {
         Some(att) => crate::network::release(id, att),
         None => Ok(()),
     };
-    let cg = ContainerCgroup::load(id);
-    let cg_result = cg.destroy();
+    // Rootless containers have no cgroup of ours (see `start`).
+    let cg_result = if nix::unistd::geteuid().is_root() {
+        ContainerCgroup::load(id).destroy()
+    } else {
+        Ok(())
+    };
     let layer = state::container_data_dir(id);
     for sub in ["upper", "work"] {
-        let _ = std::fs::remove_dir_all(layer.join(sub));
+        let _ = state::remove_tree(&layer.join(sub));
     }
     if remove {
         state::remove(rec)?;
@@ -163,6 +170,7 @@ pub fn create(spec: Spec, opts: CreateOptions) -> Result<i32> {
     let state_root = state::root_dir();
     std::fs::create_dir_all(&state_root)
         .with_context(|| format!("cannot create the state directory {}", state_root.display()))?;
+    check_own_dir(&state_root)?;
     state::claim_name(&name, &id)?;
     let mut rec = Record {
         id: id.clone(),
@@ -215,6 +223,29 @@ pub fn create(spec: Spec, opts: CreateOptions) -> Result<i32> {
 }
 // ANCHOR_END: create
 
+/// A rootless user's state directory must be its own and private (the /tmp fallback could
+/// have been created by someone else first).
+fn check_own_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let uid = nix::unistd::geteuid().as_raw();
+    if uid == 0 {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
+    if meta.uid() != uid {
+        bail!(
+            "the state directory {} belongs to uid {}, not to you (uid {uid})\nfix: set XDG_RUNTIME_DIR (or CFS_FINAL_ROOT) to a directory of your own",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private", dir.display()))?;
+    }
+    Ok(())
+}
+
 /// `-p` and `--network bridge` need the spec's own network namespace.
 fn check_network(spec: &Spec, opts: &CreateOptions) -> Result<()> {
     use crate::parse::Network;
@@ -255,7 +286,20 @@ impl std::error::Error for CommandFailed {}
 fn start(spec: &Spec, opts: &CreateOptions, rec: &mut Record, image: &Path) -> Result<Started> {
     let id = rec.id.clone();
     let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    let cg = ContainerCgroup::create(&id, resources)?;
+    // cgroups need root here: a rootless user could only use a cgroup v2 subtree delegated
+    // to it (systemd's user@.service), which final does not use yet. Say so when limits
+    // were asked for rather than silently ignoring them.
+    let cg = if nix::unistd::geteuid().is_root() {
+        Some(ContainerCgroup::create(&id, resources)?)
+    } else {
+        let limited = resources
+            .is_some_and(|r| r.memory().is_some() || r.cpu().is_some() || r.pids().is_some());
+        if limited {
+            eprintln!("final: note: --memory/--cpus/--pids-limit are not applied: a rootless container gets no cgroup (final does not use delegated cgroup v2 subtrees yet); run as root for limits");
+        }
+        None
+    };
+    let mapping = crate::userns::from_spec(spec);
 
     // --network bridge: an address and the published ports, recorded before anything else
     // can fail so that every cleanup path releases them; resolv.conf and hosts to bind.
@@ -270,6 +314,10 @@ fn start(spec: &Spec, opts: &CreateOptions, rec: &mut Record, image: &Path) -> R
         bridged_spec = spec.clone();
         let mut mounts = bridged_spec.mounts().clone().unwrap_or_default();
         for (dest, source) in [("/etc/resolv.conf", resolv), ("/etc/hosts", hosts)] {
+            // See spec.rs: no new mount points in the image's /etc in a user namespace.
+            if mapping.is_some() && !image.join(&dest[1..]).exists() {
+                continue;
+            }
             mounts.push(
                 oci_spec::runtime::MountBuilder::default()
                     .destination(dest)
@@ -308,6 +356,16 @@ fn start(spec: &Spec, opts: &CreateOptions, rec: &mut Record, image: &Path) -> R
         let (upper, work) = (data.join("upper"), data.join("work"));
         for d in [&upper, &work] {
             std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            // Root's --userns: overlay copies up with the credentials of its mounter, the
+            // container's root, so the layer must belong to that root's host ids. (Rootless:
+            // the user created it and is root inside already.)
+            if let (Some((uid, gid)), true) = (
+                mapping.as_ref().and_then(|m| m.outside_root()),
+                nix::unistd::geteuid().is_root(),
+            ) {
+                nix::unistd::chown(d.as_path(), Some(uid.into()), Some(gid.into()))
+                    .with_context(|| format!("cannot give {} to uid {uid}", d.display()))?;
+            }
         }
         RootLayer::Overlay {
             lower: image.to_path_buf(),
@@ -343,7 +401,15 @@ fn start(spec: &Spec, opts: &CreateOptions, rec: &mut Record, image: &Path) -> R
             }
         }
     }
-    let result = monitor(spec, opts, rec, &cg, layer, &root_target, &mut report);
+    let result = monitor(
+        spec,
+        opts,
+        rec,
+        cg.as_ref(),
+        layer,
+        &root_target,
+        &mut report,
+    );
     if opts.detach {
         // The detached monitor: report a failure to `final run`, then end here.
         let code = match &result {
@@ -404,12 +470,14 @@ fn monitor(
     spec: &Spec,
     opts: &CreateOptions,
     rec: &mut Record,
-    cg: &ContainerCgroup,
+    cg: Option<&ContainerCgroup>,
     layer: RootLayer,
     root_target: &Path,
     report: &mut Option<OwnedFd>,
 ) -> Result<i32> {
     let id = rec.id.clone();
+    let mapping = crate::userns::from_spec(spec);
+    let mapping = mapping.as_ref();
     let pty = if opts.tty && !opts.detach {
         Some(tty::open()?)
     } else {
@@ -460,12 +528,13 @@ fn monitor(
     )?;
     let mut cfg = InitConfig::from_spec(spec, plan, stdio, !opts.detach)?;
     cfg.bridge = rec.bridge.clone();
+    cfg.setgroups_denied = mapping.is_some_and(|m| m.setgroups_denied);
     let (flags, _) = process::clone_flags(spec);
     let (parent_chan, child_chan) = channel::pair()?;
 
     let signals = monitor_signals();
     let old_mask = signals.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
-    let cgroup_dir = cg.unified_dir().and_then(|d| {
+    let cgroup_dir = cg.and_then(|cg| cg.unified_dir()).and_then(|d| {
         nix::fcntl::open(
             &d,
             nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -493,10 +562,17 @@ fn monitor(
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
     };
-    if !in_cgroup {
+    if let (Some(cg), false) = (cg, in_cgroup) {
         if let Err(err) = cg.attach(pid.as_raw()) {
             kill_child();
             return Err(err);
+        }
+    }
+    // The child waits at sync 1 as the overflow user until its id maps exist.
+    if let Some(m) = mapping {
+        if let Err(err) = crate::userns::write_maps(pid.as_raw(), m) {
+            kill_child();
+            return Err(err.context(format!("cannot map the container's user ids (pid {pid})")));
         }
     }
     // The veth pair, with its container end created inside the child's network namespace;
@@ -556,7 +632,7 @@ fn monitor(
 
     // ANCHOR: oom
     // As docker: OOM-killed if the kernel killed any process of the container for memory.
-    let oom = cg.oom_killed();
+    let oom = cg.is_some_and(|cg| cg.oom_killed());
     let code = status_code(status).unwrap_or(125);
     let finished = state::update(&id, |r| {
         r.status = Status::Exited;
@@ -847,7 +923,11 @@ pub fn exec(what: &str, args: Vec<String>, env: Vec<(String, String)>, tty: bool
         spec.set_process(Some(p));
     }
     // Open every namespace first: after joining the mount namespace, /proc is the container's.
+    // The user namespace first (`man 2 setns`): joining it gives the capabilities over the
+    // container's other namespaces, which it owns. Namespaces the container shares with us
+    // (--network host) are skipped: a rootless user may not setns into the host's.
     let kinds = [
+        ("user", CloneFlags::CLONE_NEWUSER),
         ("ipc", CloneFlags::CLONE_NEWIPC),
         ("uts", CloneFlags::CLONE_NEWUTS),
         ("net", CloneFlags::CLONE_NEWNET),
@@ -858,6 +938,10 @@ pub fn exec(what: &str, args: Vec<String>, env: Vec<(String, String)>, tty: bool
     let mut fds = Vec::new();
     for (name, flag) in kinds {
         let path = format!("/proc/{pid}/ns/{name}");
+        let ours = std::fs::read_link(format!("/proc/self/ns/{name}")).ok();
+        if ours.is_some() && std::fs::read_link(&path).ok() == ours {
+            continue;
+        }
         let fd = nix::fcntl::open(
             path.as_str(),
             nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -871,8 +955,11 @@ pub fn exec(what: &str, args: Vec<String>, env: Vec<(String, String)>, tty: bool
         Some(p) => Stdio::Pty(p.slave.as_raw_fd()),
         None => Stdio::Inherit,
     };
-    let cfg = InitConfig::from_spec(&spec, Vec::new(), stdio, true)?;
-    let cg = ContainerCgroup::load(&rec.id);
+    let mut cfg = InitConfig::from_spec(&spec, Vec::new(), stdio, true)?;
+    cfg.setgroups_denied = crate::userns::from_spec(&spec).is_some_and(|m| m.setgroups_denied);
+    let cg = nix::unistd::geteuid()
+        .is_root()
+        .then(|| ContainerCgroup::load(&rec.id));
     let (parent_chan, child_chan) = channel::pair()?;
     let signals = monitor_signals();
     let old_mask = signals.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
@@ -881,7 +968,9 @@ pub fn exec(what: &str, args: Vec<String>, env: Vec<(String, String)>, tty: bool
         nix::unistd::ForkResult::Child => {
             drop(parent_chan);
             let joined = (|| -> Result<()> {
-                cg.attach(std::process::id() as i32)?;
+                if let Some(cg) = &cg {
+                    cg.attach(std::process::id() as i32)?;
+                }
                 for (fd, flag) in &fds {
                     if *flag == CloneFlags::CLONE_NEWPID {
                         continue;
@@ -893,11 +982,10 @@ pub fn exec(what: &str, args: Vec<String>, env: Vec<(String, String)>, tty: bool
             })();
             // The pid namespace applies to children only: fork once more to be inside it.
             let inner = joined.and_then(|_| {
-                let (fd, flag) = fds
-                    .iter()
-                    .find(|(_, f)| *f == CloneFlags::CLONE_NEWPID)
-                    .unwrap();
-                setns(fd, *flag).context("setns(CLONE_NEWPID) failed")
+                match fds.iter().find(|(_, f)| *f == CloneFlags::CLONE_NEWPID) {
+                    Some((fd, flag)) => setns(fd, *flag).context("setns(CLONE_NEWPID) failed"),
+                    None => Ok(()),
+                }
             });
             if let Err(err) = inner {
                 let _ = child_chan.send(&Message::Failed {

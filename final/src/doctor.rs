@@ -25,23 +25,46 @@ pub fn run() -> i32 {
     let mut checks = Vec::new();
 
     let root = nix::unistd::geteuid().is_root();
-    let userns = read("/proc/sys/user/max_user_namespaces")
-        .trim()
-        .parse::<u64>()
-        .unwrap_or(0)
-        > 0;
-    checks.push(check(
-        root,
-        if root {
-            "running as root".to_string()
-        } else {
-            format!(
-                "not root (user namespaces {})",
-                if userns { "available" } else { "disabled" }
-            )
-        },
-        "run final with sudo (rootless containers are issue 6)",
-    ));
+    let blocked = crate::userns::unprivileged_blocked();
+    let mut notes: Vec<String> = Vec::new();
+    if root {
+        checks.push(check(true, "running as root", ""));
+        if let Some(why) = &blocked {
+            notes.push(format!(
+                "rootless mode is not available to other users here: {}",
+                why.lines().next().unwrap_or_default()
+            ));
+        }
+    } else {
+        let (what, fix) = match &blocked {
+            None => (
+                "rootless: unprivileged user namespaces are allowed".to_string(),
+                String::new(),
+            ),
+            Some(why) => {
+                let (what, fix) = why.split_once("\nfix: ").unwrap_or((why, ""));
+                (format!("rootless: {what}"), fix.to_string())
+            }
+        };
+        checks.push(check(blocked.is_none(), what, fix));
+        match crate::userns::mapping(None) {
+            Ok(Some(m)) if m.helper => notes.push(format!(
+                "rootless id map: you are root inside, and ids 1-{} map to your /etc/subuid range (newuidmap)",
+                m.uid.get(1).map_or(0, |r| r.count)
+            )),
+            Ok(Some(_)) => notes.push("rootless id map: only your own id (root inside); for more ids install uidmap (newuidmap) and give your user ranges in /etc/subuid and /etc/subgid".into()),
+            _ => {}
+        }
+        notes.push("rootless containers get no cgroup: --memory/--cpus/--pids-limit are not applied, and --network bridge needs root".into());
+    }
+    if root
+        && !["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
+            .iter()
+            .any(|p| Path::new(p).exists())
+    {
+        notes
+            .push("--network bridge needs nftables (the nft program): apt install nftables".into());
+    }
 
     let layout = crate::cgroups::layout();
     let (controllers, where_) = match layout {
@@ -116,6 +139,9 @@ pub fn run() -> i32 {
     ));
 
     // ANCHOR: report
+    for n in &notes {
+        println!("note  {n}");
+    }
     let mut bad = 0;
     for c in &checks {
         if c.ok {

@@ -15,6 +15,7 @@
 //! - [`security`]: capabilities, no_new_privs, seccomp;
 //! - [`state`]: records, names, locking;
 //! - [`container`]: lifecycle operations and recovery;
+//! - [`userns`]: user namespaces: rootless containers and `--userns` (id maps);
 //! - [`tty`]: pseudo-terminals; [`doctor`]: checks of the host.
 
 pub mod parse;
@@ -43,3 +44,5 @@ pub mod spec;
 pub mod state;
 #[cfg(target_os = "linux")]
 pub mod tty;
+#[cfg(target_os = "linux")]
+pub mod userns;

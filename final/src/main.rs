@@ -53,6 +53,7 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
         Command::Run(args) => {
             let args = *args;
             container::require_root()?;
+            let userns = cfs_final::userns::mapping(args.userns.as_ref())?;
             let rootfs = cfs_support::rootfs(args.rootfs.as_deref())?;
             let tty = !args.detach && cfs_final::tty::stdin_is_tty();
             let id_hint = args.name.clone();
@@ -70,6 +71,7 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
                 pids_limit: args.pids_limit,
                 tty,
                 network: args.network,
+                userns,
             };
             let create = container::CreateOptions {
                 id: String::new(),

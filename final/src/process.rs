@@ -53,6 +53,10 @@ pub struct InitConfig {
     pub die_with_parent: bool,
     /// `--network bridge`: the address and gateway to give `eth0` (set by the caller).
     pub bridge: Option<crate::network::Attachment>,
+    /// In a new user namespace: become root inside (the mapped id) before the setup.
+    pub new_user_ns: bool,
+    /// /proc/PID/setgroups is `deny` (rootless single-id map): setgroups(2) must be skipped.
+    pub setgroups_denied: bool,
 }
 
 fn cstring(s: &str, what: &str) -> Result<CString> {
@@ -154,6 +158,8 @@ impl InitConfig {
             stdio,
             die_with_parent,
             bridge: None,
+            new_user_ns: flags.contains(CloneFlags::CLONE_NEWUSER),
+            setgroups_denied: false,
         })
     }
 }
@@ -208,10 +214,23 @@ pub unsafe fn clone_into(
         pid if pid > 0 => Ok((Some(Pid::from_raw(pid as i32)), false)),
         _ => {
             let err = std::io::Error::last_os_error();
+            // EPERM/ENOSPC with CLONE_NEWUSER: a policy (AppArmor, a sysctl) or the
+            // max_user_namespaces limit refused the user namespace (`man 2 clone`).
+            let userns_refused = flags.contains(CloneFlags::CLONE_NEWUSER)
+                && matches!(err.raw_os_error(), Some(libc::EPERM) | Some(libc::ENOSPC));
             Err(err).with_context(|| {
-                format!(
-                    "clone({flags:?}) failed; `final doctor` checks that namespaces can be created"
-                )
+                if userns_refused {
+                    format!(
+                        "clone({flags:?}) failed: this system refused to create a user namespace\nfix: {}",
+                        crate::userns::unprivileged_blocked()
+                            .and_then(|w| w.split_once("fix: ").map(|(_, f)| f.to_string()))
+                            .unwrap_or_else(|| "check user.max_user_namespaces, kernel.unprivileged_userns_clone and kernel.apparmor_restrict_unprivileged_userns (`final doctor`), or run as root".into())
+                    )
+                } else {
+                    format!(
+                        "clone({flags:?}) failed; `final doctor` checks that namespaces can be created"
+                    )
+                }
             })
         }
     }
@@ -258,6 +277,15 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<()> {
     match chan.recv()? {
         Some(Message::Proceed) => {}
         _ => bail!("the runtime went away before the container started"),
+    }
+    if cfg.new_user_ns {
+        // The parent wrote our uid/gid maps before sync 1. Become root *inside* now, so
+        // that what we create (mount points, overlay copy-ups) belongs to the mapped root
+        // and not to an unmapped id (root's --userns: we were host root, unmapped here).
+        nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+            .context("setresgid(0) in the user namespace failed: is gid 0 mapped?")?;
+        nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+            .context("setresuid(0) in the user namespace failed: is uid 0 mapped?")?;
     }
     // A session of our own: the container is not in the runtime's process group, so a
     // terminal's Ctrl-C reaches it only through the runtime (or its own pty).
@@ -326,7 +354,13 @@ pub fn finish(cfg: &InitConfig) -> Result<()> {
         .iter()
         .map(|g| Gid::from_raw(*g))
         .collect();
-    setgroups(&gids).context("setgroups failed")?;
+    // With setgroups denied (user_namespaces(7)) the process keeps the user's own groups,
+    // which is the point: dropping them could grant access on the host.
+    if !cfg.setgroups_denied {
+        setgroups(&gids).context("setgroups failed")?;
+    } else if !gids.is_empty() {
+        bail!("supplementary groups cannot be set in a rootless container without newgidmap (setgroups is denied)\nfix: apt install uidmap and give your user a range in /etc/subgid");
+    }
     setgid(Gid::from_raw(cfg.gid)).with_context(|| format!("setgid({}) failed", cfg.gid))?;
     setuid(Uid::from_raw(cfg.uid)).with_context(|| format!("setuid({}) failed", cfg.uid))?;
     nix::unistd::chdir(&cfg.cwd).with_context(|| {

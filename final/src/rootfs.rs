@@ -70,10 +70,13 @@ pub enum MountOp {
         readonly: bool,
     },
     /// A character device node (`man 2 mknod`) with mode 0666.
+    /// In a user namespace mknod(2) is refused (`man 7 user_namespaces`): the host's node of
+    /// the same path is bind-mounted instead, reached through `old_root`.
     Device {
         path: PathBuf,
         major: u64,
         minor: u64,
+        old_root: PathBuf,
     },
     Symlink {
         target: String,
@@ -216,6 +219,7 @@ pub fn plan(
                 path: Path::new("/dev").join(name),
                 major,
                 minor,
+                old_root: old_root.clone(),
             });
         }
         for (target, link) in [
@@ -491,9 +495,26 @@ fn execute_one(op: &MountOp) -> Result<()> {
             }
         }
         // ANCHOR_END: bind
-        MountOp::Device { path, major, minor } => {
+        MountOp::Device {
+            path,
+            major,
+            minor,
+            old_root,
+        } => {
             let mode = Mode::from_bits_truncate(0o666);
-            mknod(path, SFlag::S_IFCHR, mode, makedev(*major, *minor))?;
+            match mknod(path, SFlag::S_IFCHR, mode, makedev(*major, *minor)) {
+                Err(nix::errno::Errno::EPERM) => {
+                    make_mount_point(path, true)?;
+                    mount(
+                        Some(&via_old_root(old_root, path)),
+                        path,
+                        none(),
+                        MsFlags::MS_BIND,
+                        none(),
+                    )?;
+                }
+                other => other?,
+            }
         }
         MountOp::Symlink { target, link } => {
             std::os::unix::fs::symlink(target, link)?;

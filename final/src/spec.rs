@@ -12,11 +12,11 @@
 use crate::parse::{Id, UserSpec, Volume};
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder,
-    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder,
-    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder,
-    LinuxSeccompOperator, LinuxSyscallBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
-    Spec, SpecBuilder, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxIdMappingBuilder,
+    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder,
+    LinuxSeccompBuilder, LinuxSeccompOperator, LinuxSyscallBuilder, Mount, MountBuilder,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub tty: bool,
     /// `--network host` leaves the network namespace out of the spec (the host's is shared).
     pub network: crate::parse::Network,
+    /// A user namespace with these id maps (rootless, or root's `--userns`).
+    pub userns: Option<crate::userns::Mapping>,
 }
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -260,6 +262,38 @@ fn default_mounts() -> Result<Vec<Mount>> {
 }
 // ANCHOR_END: default_mounts
 
+/// What a user namespace changes in the default mounts:
+/// - devpts' `gid=5` needs group 5 mapped inside (a single-id map has only 0);
+/// - sysfs may only be mounted by the owner of the network namespace
+///   (`man 7 network_namespaces`): with the host's network, bind the host's /sys instead.
+fn adapt_mounts_to_userns(
+    mounts: &mut [Mount],
+    m: &crate::userns::Mapping,
+    host_network: bool,
+) -> Result<()> {
+    for mnt in mounts.iter_mut() {
+        if mnt.typ().as_deref() == Some("devpts") && !m.maps_gid(5) {
+            let opts = mnt
+                .options()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|o| o != "gid=5")
+                .collect::<Vec<_>>();
+            mnt.set_options(Some(opts));
+        }
+        if host_network && mnt.typ().as_deref() == Some("sysfs") {
+            *mnt = mount(
+                "/sys",
+                "bind",
+                "/sys",
+                &["rbind", "nosuid", "noexec", "nodev", "ro"],
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// A user resolved against the container's own /etc/passwd and /etc/group.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ResolvedUser {
@@ -390,6 +424,9 @@ pub fn build(opts: &RunOptions) -> Result<Spec> {
 
     // ANCHOR: volumes
     let mut mounts = default_mounts()?;
+    if let Some(m) = &opts.userns {
+        adapt_mounts_to_userns(&mut mounts, m, opts.network == crate::parse::Network::Host)?;
+    }
     for v in &opts.volumes {
         let source = std::fs::canonicalize(&v.source).with_context(|| {
             format!(
@@ -407,7 +444,10 @@ pub fn build(opts: &RunOptions) -> Result<Spec> {
             &options,
         )?);
     }
-    if opts.read_only
+    // In a user namespace the image's files belong to host root, which is not mapped there,
+    // so overlayfs cannot copy their directories up (EOVERFLOW) and /tmp would not be
+    // writable. A tmpfs /tmp, as with --read-only.
+    if (opts.read_only || opts.userns.is_some())
         && !opts
             .volumes
             .iter()
@@ -429,6 +469,11 @@ pub fn build(opts: &RunOptions) -> Result<Spec> {
         // The host's name service files, read-only, as docker does with --network host: the
         // container uses the host's resolvers and names directly.
         for f in ["/etc/resolv.conf", "/etc/hosts"] {
+            // In a user namespace a missing mount point cannot be created in the image's
+            // /etc (owned by unmapped host root): bind only over files that exist.
+            if opts.userns.is_some() && !opts.rootfs.join(&f[1..]).exists() {
+                continue;
+            }
             if let Ok(source) = std::fs::canonicalize(f) {
                 mounts.push(mount(
                     f,
@@ -449,6 +494,7 @@ pub fn build(opts: &RunOptions) -> Result<Spec> {
     ]
     .into_iter()
     .filter(|t| !(host_network && *t == LinuxNamespaceType::Network))
+    .chain(opts.userns.is_some().then_some(LinuxNamespaceType::User))
     .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
     .collect::<Result<Vec<_>, _>>()?;
 
@@ -475,7 +521,24 @@ pub fn build(opts: &RunOptions) -> Result<Spec> {
         resources = resources.pids(LinuxPidsBuilder::default().limit(limit).build()?);
     }
 
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default();
+    if let Some(m) = &opts.userns {
+        let maps = |maps: &[crate::parse::IdMap]| {
+            maps.iter()
+                .map(|x| {
+                    LinuxIdMappingBuilder::default()
+                        .container_id(x.inside)
+                        .host_id(x.outside)
+                        .size(x.count)
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        linux = linux
+            .uid_mappings(maps(&m.uid)?)
+            .gid_mappings(maps(&m.gid)?);
+    }
+    let linux = linux
         .namespaces(namespaces)
         .masked_paths(
             MASKED_PATHS

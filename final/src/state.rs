@@ -69,16 +69,38 @@ pub struct Record {
 }
 // ANCHOR_END: record
 
+/// `/run/cfs-final` for root; a rootless user's own: `$XDG_RUNTIME_DIR/cfs-final` (the
+/// per-user tmpfs of pam_systemd), else `/tmp/cfs-final-<uid>`.
 pub fn root_dir() -> PathBuf {
-    std::env::var_os("CFS_FINAL_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/run/cfs-final"))
+    if let Some(dir) = std::env::var_os("CFS_FINAL_ROOT") {
+        return PathBuf::from(dir);
+    }
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return PathBuf::from("/run/cfs-final");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("cfs-final"),
+        _ => PathBuf::from(format!("/tmp/cfs-final-{uid}")),
+    }
 }
 
+/// `/var/lib/cfs-final` for root; `$XDG_DATA_HOME/cfs-final` (default
+/// `~/.local/share/cfs-final`) for a rootless user, else `/tmp/cfs-final-<uid>/data`.
 pub fn data_dir() -> PathBuf {
-    std::env::var_os("CFS_FINAL_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/lib/cfs-final"))
+    if let Some(dir) = std::env::var_os("CFS_FINAL_DATA") {
+        return PathBuf::from(dir);
+    }
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return PathBuf::from("/var/lib/cfs-final");
+    }
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty() && Path::new(h).is_dir());
+    match (std::env::var_os("XDG_DATA_HOME"), home) {
+        (Some(d), _) if !d.is_empty() => PathBuf::from(d).join("cfs-final"),
+        (_, Some(h)) => PathBuf::from(h).join(".local/share/cfs-final"),
+        _ => PathBuf::from(format!("/tmp/cfs-final-{uid}/data")),
+    }
 }
 
 pub fn container_dir(id: &str) -> PathBuf {
@@ -206,13 +228,34 @@ pub fn remove(rec: &Record) -> Result<()> {
     release_name(&rec.name, &rec.id);
     let data = container_data_dir(&rec.id);
     if data.exists() {
-        fs::remove_dir_all(&data).with_context(|| format!("cannot remove {}", data.display()))?;
+        remove_tree(&data).with_context(|| format!("cannot remove {}", data.display()))?;
     }
     let dir = container_dir(&rec.id);
     if dir.exists() {
         fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
     }
     Ok(())
+}
+
+/// remove_dir_all, and for a rootless user a second try after making every directory
+/// accessible: overlayfs leaves `work/work` with mode 000 (root ignores that, a user cannot).
+pub fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            fn open_up(dir: &Path) {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+                for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                        open_up(&entry.path());
+                    }
+                }
+            }
+            open_up(dir);
+            fs::remove_dir_all(dir)
+        }
+        other => other,
+    }
 }
 
 /// All container ids with a state directory.

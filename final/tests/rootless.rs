@@ -1,0 +1,410 @@
+//! Rootless containers and `--userns`, asserted from outside.
+//!
+//! The test binary runs as root (the workspace's runner); the rootless cases drop to
+//! unprivileged users created here: `cfs-rootless` (useradd gives it an /etc/subuid range,
+//! so newuidmap maps 65536 ids) and `cfs-rootless-sys`, a system user without a range (the
+//! single-id map, written directly). They run `final` through setpriv(1) with a clean
+//! environment. Needs root, useradd (passwd) and newuidmap/newgidmap (uidmap).
+#![cfg(target_os = "linux")]
+
+mod common;
+use common::*;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+const USER: &str = "cfs-rootless";
+const SYS_USER: &str = "cfs-rootless-sys";
+
+fn passwd_field(user: &str, field: usize) -> Option<String> {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f[0] == user).then(|| f[field].to_string())
+        })
+}
+
+/// Creates the test users once (kept afterwards, like a CI setup step would).
+fn ensure_user(user: &str, system: bool) -> u32 {
+    require_root();
+    if passwd_field(user, 2).is_none() {
+        let mut cmd = Command::new("useradd");
+        cmd.args(["-m", "-s", "/bin/sh"]);
+        if system {
+            cmd.arg("-r");
+        }
+        let st = cmd.arg(user).status().expect(
+            "cannot run useradd: the rootless tests create their users (apt install passwd)",
+        );
+        // Another test may have created it at the same moment.
+        assert!(
+            st.success() || passwd_field(user, 2).is_some(),
+            "useradd {user} failed"
+        );
+    }
+    passwd_field(user, 2).unwrap().parse().unwrap()
+}
+
+/// The final binary and a rootfs where every user can reach them (the workspace may sit in
+/// a directory only root can enter, e.g. /root): copies under /tmp if needed.
+fn reachable() -> &'static (PathBuf, PathBuf) {
+    static PATHS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    PATHS.get_or_init(|| {
+        let uid = ensure_user(USER, false);
+        let can = |what: &str, path: &Path| {
+            Command::new("setpriv")
+                .args([
+                    &format!("--reuid={uid}"),
+                    &format!("--regid={uid}"),
+                    "--clear-groups",
+                    "test",
+                    what,
+                ])
+                .arg(path)
+                .status()
+                .expect("setpriv (util-linux) is needed for the rootless tests")
+                .success()
+        };
+        let rootfs = cfs_support::default_rootfs_dir();
+        assert!(
+            rootfs.join("bin/busybox").exists() || rootfs.join("bin/sh").exists(),
+            "no default rootfs at {}: run `cargo run -p final -- run true` once",
+            rootfs.display()
+        );
+        let dir = PathBuf::from(format!("/tmp/cfs-rootless-test-{}", std::process::id()));
+        let bin = if can("-x", Path::new(FINAL)) {
+            PathBuf::from(FINAL)
+        } else {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+            let copy = dir.join("final");
+            std::fs::copy(FINAL, &copy).unwrap();
+            copy
+        };
+        let rootfs = if can("-x", &rootfs.join("bin")) {
+            rootfs
+        } else {
+            let copy = dir.join("rootfs");
+            let st = Command::new("cp")
+                .args(["-a"])
+                .arg(&rootfs)
+                .arg(&copy)
+                .status()
+                .unwrap();
+            assert!(st.success(), "cannot copy the rootfs to {}", copy.display());
+            copy
+        };
+        (bin, rootfs)
+    })
+}
+
+/// `final ARGS...` as `user` (no root, no inherited environment but HOME/PATH and `env`).
+fn as_user(user: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let uid = ensure_user(user, user == SYS_USER);
+    let home = passwd_field(user, 5).unwrap();
+    let (bin, _) = reachable();
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        &format!("--reuid={uid}"),
+        &format!("--regid={uid}"),
+        "--init-groups",
+        "--",
+        "env",
+        "-i",
+        &format!("HOME={home}"),
+        "PATH=/usr/local/bin:/usr/bin:/bin",
+    ]);
+    for (k, v) in env {
+        cmd.arg(format!("{k}={v}"));
+    }
+    cmd.arg(bin).args(args).current_dir("/");
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    Run {
+        code: out
+            .status
+            .code()
+            .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0)),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `final run --rm --rootfs R [opts] sh -c SCRIPT` as `user`, asserting success.
+fn user_sh(user: &str, opts: &[&str], script: &str) -> Run {
+    let rootfs = reachable().1.to_string_lossy().into_owned();
+    let mut args = vec!["run", "--rm", "--rootfs", &rootfs];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(&["sh", "-c", script]);
+    let r = as_user(user, &[], &args);
+    assert_eq!(r.code, 0, "{args:?} as {user}: {}{}", r.stdout, r.stderr);
+    r
+}
+
+fn subuid_range(user: &str) -> (u32, u32) {
+    let text = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+    text.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() == 3 && f[0] == user).then(|| (f[1].parse().unwrap(), f[2].parse().unwrap()))
+        })
+        .unwrap_or_else(|| {
+            panic!("useradd gave {user} no /etc/subuid range (is uidmap installed, so /etc/subuid exists?)")
+        })
+}
+
+fn map_lines(text: &str) -> Vec<Vec<u32>> {
+    text.lines()
+        .map(|l| l.split_whitespace().map(|n| n.parse().unwrap()).collect())
+        .filter(|v: &Vec<u32>| v.len() == 3)
+        .collect()
+}
+
+#[test]
+fn rootless_is_root_inside_with_the_subuid_range() {
+    let uid = ensure_user(USER, false);
+    let (start, count) = subuid_range(USER);
+    let r = user_sh(USER, &[], "id -u; id -g; cat /proc/self/uid_map");
+    let mut lines = r.stdout.lines();
+    assert_eq!(lines.next(), Some("0"));
+    assert_eq!(lines.next(), Some("0"));
+    let rest: Vec<&str> = lines.collect();
+    assert_eq!(
+        map_lines(&rest.join("\n")),
+        vec![vec![0, uid, 1], vec![1, start, count]]
+    );
+}
+
+#[test]
+fn rootless_without_a_range_maps_only_the_user() {
+    let uid = ensure_user(SYS_USER, true);
+    let r = user_sh(
+        SYS_USER,
+        &[],
+        "id -u; cat /proc/self/uid_map; cat /proc/self/setgroups",
+    );
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0], "0");
+    assert_eq!(map_lines(lines[1]), vec![vec![0, uid, 1]]);
+    assert_eq!(lines[2], "deny");
+}
+
+#[test]
+fn rootless_namespaces_are_all_new_and_the_command_really_runs_as_the_user() {
+    let uid = ensure_user(USER, false);
+    let r = user_sh(
+        USER,
+        &[],
+        "for n in user pid mnt net uts ipc; do readlink /proc/self/ns/$n; done; hostname; ls /sys/class/net; touch /tmp/t && echo tmp-writable",
+    );
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    for (i, n) in ["user", "pid", "mnt", "net", "uts", "ipc"]
+        .iter()
+        .enumerate()
+    {
+        assert_ne!(
+            lines[i],
+            ns_inode("self", n),
+            "{n} namespace shared with the host"
+        );
+    }
+    assert!(r.stdout.contains("\nlo\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("tmp-writable"), "{}", r.stdout);
+    // From outside, a detached rootless container's processes belong to the user.
+    let rootfs = reachable().1.to_string_lossy().into_owned();
+    let name = unique("rl");
+    let run = as_user(
+        USER,
+        &[],
+        &[
+            "run", "-d", "--name", &name, "--rootfs", &rootfs, "sleep", "30",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let ps = as_user(USER, &[], &["inspect", &name]);
+    let v: serde_json::Value = serde_json::from_str(&ps.stdout).unwrap();
+    let pid = v[0]["pid"].as_i64().unwrap();
+    let owner = std::fs::metadata(format!("/proc/{pid}")).unwrap().uid();
+    let exec = as_user(USER, &[], &["exec", &name, "id", "-u"]);
+    let rm = as_user(USER, &[], &["rm", "-f", &name]);
+    assert_eq!(
+        owner, uid,
+        "the container's process is not the user's on the host"
+    );
+    assert_eq!(exec.code, 0, "{}", exec.stderr);
+    assert_eq!(exec.stdout.trim(), "0");
+    assert_eq!(rm.code, 0, "{}", rm.stderr);
+}
+
+#[test]
+fn files_root_creates_on_a_volume_belong_to_the_user() {
+    let uid = ensure_user(USER, false);
+    let dir = std::env::temp_dir().join(unique("cfs-rl-vol"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(uid), Some(uid)).unwrap();
+    let vol = format!("{}:/vol", dir.display());
+    user_sh(
+        USER,
+        &["-v", &vol],
+        "echo made-inside > /vol/file; chown 0:0 /vol/file",
+    );
+    let meta = std::fs::metadata(dir.join("file")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(meta.uid(), uid, "root inside must be the user outside");
+}
+
+#[test]
+fn the_container_cannot_write_what_the_user_cannot() {
+    ensure_user(USER, false);
+    // A root-owned directory (0755) and a root-owned file (0644) of the host.
+    let dir = std::env::temp_dir().join(unique("cfs-rl-ro"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("owned-by-root"), "host\n").unwrap();
+    let vol = format!("{}:/hostdir", dir.display());
+    let r = user_sh(
+        USER,
+        &["-v", &vol],
+        "echo x > /hostdir/new 2>/dev/null && echo created; echo x >> /hostdir/owned-by-root 2>/dev/null && echo appended; rm -f /hostdir/owned-by-root 2>/dev/null; echo done",
+    );
+    let content = std::fs::read_to_string(dir.join("owned-by-root")).unwrap();
+    let created = dir.join("new").exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(r.stdout.trim(), "done", "{}", r.stdout);
+    assert_eq!(content, "host\n");
+    assert!(!created);
+}
+
+#[test]
+fn rootless_state_lives_under_xdg_runtime_dir() {
+    let uid = ensure_user(USER, false);
+    let xdg = std::env::temp_dir().join(unique("cfs-rl-xdg"));
+    std::fs::create_dir_all(&xdg).unwrap();
+    std::os::unix::fs::chown(&xdg, Some(uid), Some(uid)).unwrap();
+    let xdg_s = xdg.to_string_lossy().into_owned();
+    let rootfs = reachable().1.to_string_lossy().into_owned();
+    let name = unique("xdg");
+    let env = [("XDG_RUNTIME_DIR", xdg_s.as_str())];
+    let r = as_user(
+        USER,
+        &env,
+        &[
+            "run", "-d", "--name", &name, "--rootfs", &rootfs, "sleep", "30",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let id = r.stdout.trim().to_string();
+    let state = xdg.join("cfs-final").join(&id).join("state.json");
+    let existed = state.exists();
+    let in_roots_dir = Path::new("/run/cfs-final").join(&id).exists();
+    let rm = as_user(USER, &env, &["rm", "-f", &name]);
+    let gone = !xdg.join("cfs-final").join(&id).exists();
+    let _ = std::fs::remove_dir_all(&xdg);
+    assert!(existed, "no {}", state.display());
+    assert!(!in_roots_dir);
+    assert_eq!(rm.code, 0, "{}", rm.stderr);
+    assert!(gone, "rm left the state directory");
+}
+
+#[test]
+fn rootless_limits_and_bridge_are_explained() {
+    ensure_user(USER, false);
+    let rootfs = reachable().1.to_string_lossy().into_owned();
+    let r = as_user(
+        USER,
+        &[],
+        &[
+            "run", "--rm", "--rootfs", &rootfs, "--memory", "32m", "true",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("not applied"), "{}", r.stderr);
+    let r = as_user(
+        USER,
+        &[],
+        &[
+            "run",
+            "--rm",
+            "--rootfs",
+            &rootfs,
+            "--network",
+            "bridge",
+            "true",
+        ],
+    );
+    assert_eq!(r.code, 125);
+    assert!(
+        r.stderr.contains("needs root") && r.stderr.contains("fix:"),
+        "{}",
+        r.stderr
+    );
+    // --network host works rootless: the host's interfaces, the user's own namespace.
+    let r = user_sh(USER, &["--network", "host"], "readlink /proc/self/ns/net");
+    assert_eq!(r.stdout.trim(), ns_inode("self", "net"));
+}
+
+#[test]
+fn root_with_userns_maps_root_to_an_unprivileged_range() {
+    let dir = std::env::temp_dir().join(unique("cfs-userns-vol"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(300_000), Some(300_000)).unwrap();
+    let vol = format!("{}:/vol", dir.display());
+    let out = sh(
+        &["--userns", "0:300000:65536", "-v", &vol],
+        "id -u; cat /proc/self/uid_map; echo x > /vol/f; echo x > /newfile && echo layer-writable",
+    );
+    let owner = std::fs::metadata(dir.join("f")).map(|m| m.uid());
+    let _ = std::fs::remove_dir_all(&dir);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0");
+    assert_eq!(map_lines(lines[1]), vec![vec![0, 300_000, 65_536]]);
+    assert_eq!(owner.unwrap(), 300_000);
+    assert!(out.contains("layer-writable"), "{out}");
+    // auto: root's /etc/subuid range, or 100000:65536.
+    let out = sh(&["--userns", "auto"], "cat /proc/self/uid_map");
+    assert_ne!(map_lines(&out)[0][1], 0, "auto mapped root to host root");
+}
+
+/// A system that forbids unprivileged user namespaces, presented through
+/// `$CFS_FINAL_PROC_SYS` (a copy of the relevant /proc/sys files): this machine's own
+/// settings stay untouched.
+#[test]
+fn forbidden_user_namespaces_are_explained_with_the_fix() {
+    ensure_user(USER, false);
+    let rootfs = reachable().1.to_string_lossy().into_owned();
+    for (file, value, names) in [
+        ("user/max_user_namespaces", "0", "user.max_user_namespaces"),
+        (
+            "kernel/apparmor_restrict_unprivileged_userns",
+            "1",
+            "apparmor_restrict_unprivileged_userns",
+        ),
+    ] {
+        let fake = std::env::temp_dir().join(unique("cfs-procsys"));
+        let path = fake.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, value).unwrap();
+        let env = [("CFS_FINAL_PROC_SYS", fake.to_str().unwrap())];
+        let run = as_user(USER, &env, &["run", "--rm", "--rootfs", &rootfs, "true"]);
+        let doctor = as_user(USER, &env, &["doctor"]);
+        let _ = std::fs::remove_dir_all(&fake);
+        assert_eq!(run.code, 125, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(names) && run.stderr.contains("fix: "),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(doctor.code, 1, "{}", doctor.stdout);
+        assert!(
+            doctor
+                .stdout
+                .lines()
+                .any(|l| l.starts_with("FAIL") && l.contains(names)),
+            "{}",
+            doctor.stdout
+        );
+    }
+}
