@@ -149,7 +149,12 @@ pub fn plan(
     id: &str,
     pty: Option<&Path>,
 ) -> Result<Vec<MountOp>> {
-    let old_root = PathBuf::from(format!("{OLD_ROOT_PREFIX}{}", &id[..id.len().min(12)]));
+    let mut old_root = PathBuf::from(format!("{OLD_ROOT_PREFIX}{}", &id[..id.len().min(12)]));
+    if let RootLayer::Bind { source } = &layer {
+        if let Some(existing) = userns_old_root(spec, source) {
+            old_root = existing;
+        }
+    }
     // ANCHOR: plan_start
     let mut ops = vec![
         MountOp::MakePrivate,
@@ -275,6 +280,37 @@ pub fn plan(
     }
     // ANCHOR_END: plan_end
     Ok(ops)
+}
+
+/// In a user namespace without overlayfs, the root is the image directory itself, owned by
+/// host root, which is unmapped there: the container cannot create `/.cfs-oldroot-*` in it
+/// (EACCES). pivot_root(2) only needs *some* directory under the new root, so park the old
+/// root on an existing empty-enough directory of the image instead (not a volume target,
+/// not /tmp, which may get a tmpfs before the old root is detached).
+fn userns_old_root(spec: &Spec, image: &Path) -> Option<PathBuf> {
+    use oci_spec::runtime::LinuxNamespaceType;
+    let linux = spec.linux().as_ref()?;
+    let userns = linux
+        .namespaces()
+        .as_ref()?
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User);
+    if !userns {
+        return None;
+    }
+    let targets: Vec<PathBuf> = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .map(|m| m.destination().clone())
+        .collect();
+    ["/mnt", "/media", "/opt", "/srv", "/home"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|d| {
+            image.join(d.strip_prefix("/").unwrap_or(d)).is_dir()
+                && !targets.iter().any(|t| t.starts_with(d))
+        })
 }
 
 /// Runs the plan. Called in the container's first process, in its new mount namespace.
@@ -476,7 +512,16 @@ fn execute_one(op: &MountOp) -> Result<()> {
             let from = via_old_root(old_root, source);
             let meta = std::fs::metadata(&from)
                 .with_context(|| format!("volume source {} is gone", source.display()))?;
-            make_mount_point(target, !meta.is_dir())?;
+            make_mount_point(target, !meta.is_dir()).map_err(|e| {
+                let denied = e
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied);
+                if denied {
+                    e.context(format!("cannot create the mount point {} in the image: in a user namespace the image belongs to an unmapped user (host root) and, without overlayfs, cannot be changed\nfix: mount the volume on a directory the image already has (e.g. /mnt), or enable overlayfs (`final doctor`)", target.display()))
+                } else {
+                    e
+                }
+            })?;
             let flags = MsFlags::from_bits_truncate(*flags) | MsFlags::MS_BIND;
             mount(Some(&from), target, none(), flags, none())?;
             if *readonly {
