@@ -12,8 +12,19 @@ use std::time::{Duration, Instant};
 
 const GATEWAY: &str = "172.31.250.1";
 
-/// A detached busybox httpd serving `body` on port 80 of a bridged container.
-fn web(name: &str, body: &str, publish: &[&str]) {
+/// Removes a detached container when dropped, so a failed assertion leaves nothing running.
+struct Removed(String);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = final_(&["rm", "-f", &self.0]);
+    }
+}
+
+/// A detached busybox httpd serving `body` on port 80 of a bridged container (removed when
+/// the returned guard is dropped).
+#[must_use]
+fn web(name: &str, body: &str, publish: &[&str]) -> Removed {
     let script =
         format!("mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 80 -h /www");
     let mut args = vec!["run", "-d", "--name", name, "--network", "bridge"];
@@ -22,6 +33,7 @@ fn web(name: &str, body: &str, publish: &[&str]) {
     }
     args.extend_from_slice(&["sh", "-c", &script]);
     ok(&args);
+    Removed(name.to_string())
 }
 
 fn host_netns() -> String {
@@ -93,7 +105,7 @@ fn bridge_gives_an_address_a_route_and_name_files() {
 #[test]
 fn two_containers_talk_over_the_bridge() {
     let server = unique("srv");
-    web(&server, "hello-from-server", &[]);
+    let _guard = web(&server, "hello-from-server", &[]);
     let ip = container_ip(&server);
     // A bounded retry loop while httpd starts: at most 50 tries, 0.1 s apart.
     let got = sh(
@@ -102,7 +114,6 @@ fn two_containers_talk_over_the_bridge() {
             "for i in $(seq 50); do timeout 3 wget -q -O- http://{ip}/ && exit 0; sleep 0.1; done; exit 1"
         ),
     );
-    ok(&["rm", "-f", &server]);
     assert_eq!(got.trim(), "hello-from-server");
 }
 
@@ -129,11 +140,11 @@ fn container_reaches_a_server_on_the_host_bridge_address() {
 #[test]
 fn published_port_is_reached_from_the_host() {
     let name = unique("pub");
-    web(&name, "published-body", &["18481:80"]);
+    let guard = web(&name, "published-body", &["18481:80"]);
     let body_lo = http_get("127.0.0.1:18481");
     let body_gw = http_get(&format!("{GATEWAY}:18481"));
     let map = net_snapshot().port_map;
-    ok(&["rm", "-f", &name]);
+    drop(guard);
     assert_eq!(body_lo.trim(), "published-body");
     assert_eq!(body_gw.trim(), "published-body");
     assert!(map.contains("tcp . 18481"), "{map}");
@@ -146,7 +157,7 @@ fn published_port_is_reached_from_the_host() {
 #[test]
 fn a_taken_host_port_is_refused_and_nothing_is_left() {
     let first = unique("p1");
-    web(&first, "one", &["18482:80"]);
+    let _guard = web(&first, "one", &["18482:80"]);
     let before = net_snapshot();
     let second = unique("p2");
     let r = final_(&[
@@ -161,7 +172,6 @@ fn a_taken_host_port_is_refused_and_nothing_is_left() {
         "true",
     ]);
     let after = net_snapshot();
-    ok(&["rm", "-f", &first]);
     assert_eq!(r.code, 125, "{}", r.stderr);
     assert!(r.stderr.contains("already published"), "{}", r.stderr);
     assert!(r.stderr.contains("fix:"), "{}", r.stderr);
@@ -183,6 +193,7 @@ fn publish_needs_bridge() {
 #[test]
 fn running_containers_never_share_an_address() {
     let names: Vec<String> = (0..4).map(|_| unique("addr")).collect();
+    let mut guards = Vec::new();
     for n in &names {
         ok(&[
             "run",
@@ -194,11 +205,10 @@ fn running_containers_never_share_an_address() {
             "sleep",
             "30",
         ]);
+        guards.push(Removed(n.clone()));
     }
     let ips: std::collections::BTreeSet<String> = names.iter().map(|n| container_ip(n)).collect();
-    for n in &names {
-        ok(&["rm", "-f", n]);
-    }
+    drop(guards);
     assert_eq!(ips.len(), names.len(), "duplicate addresses: {ips:?}");
 }
 
