@@ -134,46 +134,88 @@ fn v2_test(extra: &[String]) -> Result<()> {
     let debug = target_dir().join("debug");
     run_cmd(cargo().args(["build", "--quiet", "-p", "step05-cgroups", "-p", "final"]))?;
     rootfs_if_missing()?;
-    // (package, test binaries, what they need in the guest besides themselves)
-    let suites: [(&str, &[&str], Vec<PathBuf>); 2] = [
+    let final_bins = vec![
+        debug.join("final"),
+        debug.join("cfs-probe"),
+        // the pty test runs its command under script(1)
+        PathBuf::from("/usr/bin/script"),
+    ];
+    // The rootless tests run final as the users they create on the host (`cargo test -p
+    // final --test rootless` makes them), through setpriv, with newuidmap's subuid ranges.
+    let mut rootless = final_bins.clone();
+    rootless.extend(
+        [
+            "/usr/bin/setpriv",
+            "/usr/bin/newuidmap",
+            "/usr/bin/newgidmap",
+            "/etc/passwd",
+            "/etc/group",
+            "/etc/subuid",
+            "/etc/subgid",
+            "/home/cfs-rootless",
+        ]
+        .map(PathBuf::from),
+    );
+    if !Path::new("/home/cfs-rootless").exists() {
+        bail!(
+            "the rootless tests' user cfs-rootless does not exist yet: run `cargo test -p final \
+             --test rootless` once first (it creates it)"
+        );
+    }
+    // (package, test binary, what it needs in the guest besides itself, its arguments)
+    let suites: Vec<(&str, &str, Vec<PathBuf>, Vec<&str>)> = vec![
         (
             "step05-cgroups",
-            &["behaviour"],
+            "behaviour",
             vec![debug.join("step05-cgroups")],
+            vec![],
         ),
+        ("final", "isolation", final_bins.clone(), vec![]),
+        ("final", "options", final_bins.clone(), vec![]),
+        ("final", "errors", final_bins.clone(), vec![]),
+        ("final", "lifecycle", final_bins.clone(), vec![]),
+        ("final", "leftovers", final_bins.clone(), vec![]),
+        // the guest has no nftables and no bridge module: the none/host/-p checks only
         (
             "final",
-            // networking with a bridge needs kernel modules the guest does not load
-            &["isolation", "options", "errors", "lifecycle", "leftovers"],
+            "network",
+            final_bins.clone(),
             vec![
-                debug.join("final"),
-                debug.join("cfs-probe"),
-                // the pty test runs its command under script(1)
-                PathBuf::from("/usr/bin/script"),
+                "--exact",
+                "none_is_the_default_and_has_only_loopback",
+                "host_shares_the_host_network_namespace",
+                "publish_needs_bridge",
             ],
         ),
+        ("final", "rootless", rootless, vec!["--test-threads=1"]),
     ];
     let mut failed = Vec::new();
-    for (package, names, needs) in suites {
-        let binaries = test_binaries(package)?;
-        for name in names {
-            let binary = binaries
-                .iter()
-                .find(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{name}-")))
-                })
-                .with_context(|| format!("no test binary {name} in {package}"))?;
-            println!("==== {package}/{name} in a pure cgroup v2 guest");
-            let mut cmd = Command::new(ws.join("scripts/v2-guest.sh"));
-            for path in needs.iter().chain([&ws.join(".rootfs/default")]) {
-                cmd.arg("--with").arg(path);
-            }
-            cmd.arg(binary).args(extra);
-            if let Err(err) = run_cmd(&mut cmd) {
-                eprintln!("xtask: {err:#}");
-                failed.push(format!("{package}/{name}"));
-            }
+    let mut built: Vec<(&str, Vec<PathBuf>)> = Vec::new();
+    for (package, name, needs, args) in suites {
+        if !built.iter().any(|(p, _)| *p == package) {
+            built.push((package, test_binaries(package)?));
+        }
+        let binaries = &built
+            .iter()
+            .find(|(p, _)| *p == package)
+            .expect("just built")
+            .1;
+        let binary = binaries
+            .iter()
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{name}-")))
+            })
+            .with_context(|| format!("no test binary {name} in {package}"))?;
+        println!("==== {package}/{name} in a pure cgroup v2 guest");
+        let mut cmd = Command::new(ws.join("scripts/v2-guest.sh"));
+        for path in needs.iter().chain([&ws.join(".rootfs/default")]) {
+            cmd.arg("--with").arg(path);
+        }
+        cmd.arg(binary).args(args).args(extra);
+        if let Err(err) = run_cmd(&mut cmd) {
+            eprintln!("xtask: {err:#}");
+            failed.push(format!("{package}/{name}"));
         }
     }
     if !failed.is_empty() {
