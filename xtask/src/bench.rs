@@ -207,7 +207,7 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     } else {
         eprintln!("bench: building the release binaries");
-        let mut build = crate_cargo();
+        let mut build = crate::cargo();
         build.args(["build", "--release", "--quiet"]);
         for p in PACKAGES {
             build.args(["-p", p]);
@@ -217,30 +217,7 @@ pub fn run(args: &[String]) -> Result<()> {
 
     // The default busybox root file system (built as root by the support crate if missing);
     // the measuring half copies it, so that every runtime gets the same one.
-    let out = crate_cargo()
-        .current_dir(&ws)
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "cfs-support",
-            "--bin",
-            "cfs-rootfs",
-            "--",
-            "--if-missing",
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("cannot run cfs-rootfs")?;
-    if !out.status.success() {
-        bail!("building the default root file system failed");
-    }
-    let rootfs = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    opts.rootfs = Some(if rootfs.is_empty() {
-        ws.join(".rootfs/default")
-    } else {
-        std::path::absolute(rootfs)?
-    });
+    opts.rootfs = Some(std::path::absolute(crate::default_rootfs()?)?);
 
     // The measuring half: a copy of this program (see the module comment), as root.
     let work = target.join("bench");
@@ -308,10 +285,6 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("the benchmark left things behind (see above)");
     }
     Ok(())
-}
-
-fn crate_cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
 /// `name` on PATH, or in the sbin directories a user's PATH often lacks (runc is in
@@ -389,7 +362,7 @@ fn build_times() -> Result<Vec<(String, f64)>> {
         let _ = std::fs::remove_dir_all(&dir);
         eprintln!("bench: timing a cold build of {what}");
         let start = Instant::now();
-        crate::run_cmd(crate_cargo().args(&args).env("CARGO_TARGET_DIR", &dir))?;
+        crate::run_cmd(crate::cargo().args(&args).env("CARGO_TARGET_DIR", &dir))?;
         times.push((what.to_string(), start.elapsed().as_secs_f64()));
         std::fs::remove_dir_all(&dir)?;
     }

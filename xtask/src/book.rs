@@ -552,30 +552,13 @@ pub fn transcripts(args: &[String]) -> Result<()> {
     // Build first and make sure the root filesystem exists, so that neither compiler output
     // nor the one-time "built the default root filesystem" note ends up in a transcript, and
     // the timeout only covers the command itself.
-    let mut build = cargo();
+    let mut build = crate::cargo();
     build.args(["build", "--quiet"]);
     for package in STEPS.iter().chain(&["final"]) {
         build.args(["-p", package]);
     }
     crate::run_cmd(&mut build)?;
-    let rootfs = cargo()
-        .current_dir(&ws)
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "cfs-support",
-            "--bin",
-            "cfs-rootfs",
-            "--",
-            "--if-missing",
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .context("cannot run cfs-rootfs")?;
-    if !rootfs.success() {
-        bail!("cannot build the default root filesystem (cargo xtask rootfs)");
-    }
+    crate::default_rootfs()?;
 
     let mut failures = 0;
     for t in &all {
@@ -635,10 +618,6 @@ pub fn transcripts(args: &[String]) -> Result<()> {
     }
     println!("{} transcript(s) passed", all.len());
     Ok(())
-}
-
-fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
 /// Runs `command` with sh in the workspace, stdout and stderr into one stream as on a terminal.

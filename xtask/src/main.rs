@@ -78,7 +78,8 @@ pub fn run_cmd(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> Command {
+/// The cargo that runs us (`cargo xtask` sets $CARGO).
+pub fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
@@ -133,7 +134,7 @@ fn v2_test(extra: &[String]) -> Result<()> {
     let ws = workspace();
     let debug = target_dir().join("debug");
     run_cmd(cargo().args(["build", "--quiet", "-p", "step05-cgroups", "-p", "final"]))?;
-    rootfs_if_missing()?;
+    let rootfs = default_rootfs()?;
     let final_bins = vec![
         debug.join("final"),
         debug.join("cfs-probe"),
@@ -209,7 +210,7 @@ fn v2_test(extra: &[String]) -> Result<()> {
             .with_context(|| format!("no test binary {name} in {package}"))?;
         println!("==== {package}/{name} in a pure cgroup v2 guest");
         let mut cmd = Command::new(ws.join("scripts/v2-guest.sh"));
-        for path in needs.iter().chain([&ws.join(".rootfs/default")]) {
+        for path in needs.iter().chain([&rootfs]) {
             cmd.arg("--with").arg(path);
         }
         cmd.arg(binary).args(args).args(extra);
@@ -224,17 +225,32 @@ fn v2_test(extra: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn rootfs_if_missing() -> Result<()> {
-    run_cmd(cargo().args([
-        "run",
-        "--quiet",
-        "-p",
-        "cfs-support",
-        "--bin",
-        "cfs-rootfs",
-        "--",
-        "--if-missing",
-    ]))
+/// The default root filesystem, built first (as root, through the runner) if it is missing.
+/// Its one-time build note goes to stderr here, not into anything a caller captures later.
+pub fn default_rootfs() -> Result<PathBuf> {
+    let out = cargo()
+        .current_dir(workspace())
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "cfs-support",
+            "--bin",
+            "cfs-rootfs",
+            "--",
+        ])
+        .arg("--if-missing")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cfs-rootfs")?;
+    if !out.status.success() {
+        bail!("cannot build the default root filesystem (try `cargo xtask rootfs`)");
+    }
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Ok(match dir.is_empty() {
+        true => workspace().join(".rootfs/default"),
+        false => PathBuf::from(dir),
+    })
 }
 
 pub fn target_dir() -> PathBuf {
