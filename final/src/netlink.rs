@@ -129,6 +129,7 @@ impl Netlink {
         Ok(())
     }
 
+    // ANCHOR: add_veth
     /// `ip link add HOST master BRIDGE up type veth peer name PEER netns PID` (`man 4 veth`):
     /// the peer is created directly in the network namespace of process `pid`, so no
     /// interface named `PEER` ever exists on the host (where `eth0` usually does).
@@ -156,6 +157,7 @@ impl Netlink {
         })?;
         Ok(())
     }
+    // ANCHOR_END: add_veth
 
     /// `ip link del NAME`; Ok(false) if it did not exist.
     pub fn del_link(&mut self, name: &str) -> Result<bool> {

@@ -34,6 +34,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+// ANCHOR: constants
 /// The host bridge. Not docker's `docker0` nor podman's `cni-podman0`/`podman0`.
 pub const BRIDGE: &str = "cfs0";
 /// The bridge's subnet: 172.31.250.0/24, the top of 172.16.0.0/12, away from docker's
@@ -45,6 +46,7 @@ pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(172, 31, 250, 1);
 pub const NFT_TABLE: &str = "cfs";
 /// The container's end of its veth pair.
 pub const CONTAINER_IF: &str = "eth0";
+// ANCHOR_END: constants
 
 /// What a container on the bridge holds, kept in its record so that whoever cleans up
 /// (the monitor, `rm`, the reconciliation) removes exactly that.
@@ -128,6 +130,7 @@ fn lock() -> Result<NetLock> {
     }
 }
 
+// ANCHOR: prepare
 /// Everything on the host side before the container exists: the bridge and the table (first
 /// use), an address, the published ports. On error nothing of this container is left.
 pub fn prepare(id: &str, ports: &[Port]) -> Result<Attachment> {
@@ -175,6 +178,7 @@ pub fn prepare(id: &str, ports: &[Port]) -> Result<Attachment> {
     }
     Ok(att)
 }
+// ANCHOR_END: prepare
 
 fn describe_ports(ports: &[Port]) -> String {
     ports
@@ -222,6 +226,7 @@ fn clashing_routes() -> Vec<String> {
         .collect()
 }
 
+// ANCHOR: ensure_bridge
 /// Creates the bridge with the gateway address on first use (and repairs a bridge whose
 /// address or up state was removed by hand).
 fn ensure_bridge() -> Result<()> {
@@ -261,6 +266,7 @@ fn ensure_bridge() -> Result<()> {
     }
     Ok(())
 }
+// ANCHOR_END: ensure_bridge
 
 /// The nft program: on PATH, or where Debian and Fedora install it.
 fn nft_binary() -> Option<PathBuf> {
@@ -298,6 +304,7 @@ fn nft(script: &str) -> Result<()> {
     Ok(())
 }
 
+// ANCHOR: nft_table
 /// The table, created once and atomically (`create table` fails if it exists, which aborts
 /// the whole transaction, so a concurrent or earlier creation is simply kept).
 ///
@@ -326,6 +333,7 @@ add rule ip {t} postrouting ip saddr 127.0.0.0/8 oifname \"{BRIDGE}\" masquerade
         Err(e) => Err(e.context(format!("cannot create the nftables table ip {t}"))),
     }
 }
+// ANCHOR_END: nft_table
 
 /// Takes the next free address of the subnet (round robin, so a just-freed address is not
 /// handed out again at once while neighbours may still cache its MAC): a file named after
@@ -410,6 +418,7 @@ pub fn container_resolv_conf(host: &str) -> String {
     out
 }
 
+// ANCHOR: attach
 /// After the clone, before the container runs: the veth pair, its host end on the bridge and
 /// up, its other end `eth0` in the container's network namespace (by the child's pid).
 pub fn attach(pid: i32, att: &Attachment) -> Result<()> {
@@ -423,7 +432,9 @@ pub fn attach(pid: i32, att: &Attachment) -> Result<()> {
     })?;
     nl.add_veth(&att.veth, master, CONTAINER_IF, pid)
 }
+// ANCHOR_END: attach
 
+// ANCHOR: configure_inside
 /// In the container's first process (its own network namespace): address, up, default route.
 pub fn configure_inside(att: &Attachment) -> Result<()> {
     let mut nl = Netlink::open()?;
@@ -434,7 +445,9 @@ pub fn configure_inside(att: &Attachment) -> Result<()> {
     nl.set_up(index, CONTAINER_IF)?;
     nl.add_default_route(att.gateway)
 }
+// ANCHOR_END: configure_inside
 
+// ANCHOR: release
 /// Removes what container `id` held: its published ports, its veth pair, its address. Safe
 /// to call again (the monitor, then `rm`): it only acts while the address file still names
 /// `id`, so it never touches what a later container got (the same address or host port).
@@ -470,6 +483,7 @@ pub fn release(id: &str, att: &Attachment) -> Result<()> {
     }
     result
 }
+// ANCHOR_END: release
 
 #[cfg(test)]
 mod tests {

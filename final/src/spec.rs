@@ -262,6 +262,7 @@ fn default_mounts() -> Result<Vec<Mount>> {
 }
 // ANCHOR_END: default_mounts
 
+// ANCHOR: userns_mounts
 /// What a user namespace changes in the default mounts:
 /// - devpts' `gid=5` needs group 5 mapped inside (a single-id map has only 0);
 /// - sysfs may only be mounted by the owner of the network namespace
@@ -293,6 +294,7 @@ fn adapt_mounts_to_userns(
     }
     Ok(())
 }
+// ANCHOR_END: userns_mounts
 
 /// A user resolved against the container's own /etc/passwd and /etc/group.
 #[derive(Debug, PartialEq, Eq)]

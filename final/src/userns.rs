@@ -60,6 +60,7 @@ fn read_trim(path: &str) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
+// ANCHOR: blocked
 /// Why this system refuses unprivileged user namespaces, with the fix; None if it allows
 /// them (as far as sysctls tell).
 pub fn unprivileged_blocked() -> Option<String> {
@@ -74,6 +75,7 @@ pub fn unprivileged_blocked() -> Option<String> {
     }
     None
 }
+// ANCHOR_END: blocked
 
 /// The first range for `user` (name or uid) in /etc/subuid or /etc/subgid (`man 5 subuid`):
 /// lines `name-or-id:start:count`.
@@ -109,6 +111,7 @@ fn helper(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+// ANCHOR: mapping
 /// The mapping for a container: `rootless` (not root: always one), or root's `--userns`.
 pub fn mapping(request: Option<&crate::parse::Userns>) -> Result<Option<Mapping>> {
     use crate::parse::Userns;
@@ -171,6 +174,7 @@ pub fn mapping(request: Option<&crate::parse::Userns>) -> Result<Option<Mapping>
         setgroups_denied: false,
     }))
 }
+// ANCHOR_END: mapping
 
 /// The mapping of a spec with a user namespace (OCI `linux.uidMappings`/`gidMappings`), and
 /// how to write it: an ordinary user needs the helpers for anything beyond its own id.
@@ -212,6 +216,7 @@ fn map_text(maps: &[IdMap]) -> String {
         .collect()
 }
 
+// ANCHOR: write_maps
 /// Writes the child's uid_map and gid_map (in the parent, before sync 1).
 pub fn write_maps(pid: i32, m: &Mapping) -> Result<()> {
     if m.helper {
@@ -253,6 +258,7 @@ pub fn write_maps(pid: i32, m: &Mapping) -> Result<()> {
     }
     write("gid_map", &map_text(&m.gid))
 }
+// ANCHOR_END: write_maps
 
 #[cfg(test)]
 mod tests {
