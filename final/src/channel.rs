@@ -2,8 +2,9 @@
 //! (`man 2 socketpair`, `man 7 unix`). Each message is one packet, so no framing is needed.
 //!
 //! The numbered sync points (the same numbers appear in comments on both sides):
-//! - sync 1, parent → child `Proceed`: the child is in its cgroup (so its cgroup namespace is
-//!   rooted there), the parent is ready; the child may set the container up.
+//! - sync 1, parent → child `Proceed`, only when the parent has work on the child's behalf
+//!   (user id maps, the veth pair): it is done; the child may set the container up. Otherwise
+//!   the child does not wait: it joins its cgroup itself and sets up while the parent goes on.
 //! - sync 2, child → parent: either `Failed { code, message }` (setup or exec failed), or
 //!   end-of-file: the socket is close-on-exec, so EOF means execve(2) succeeded.
 
@@ -64,6 +65,18 @@ impl Channel {
             }
         };
         decode(&buf[..n])
+    }
+
+    /// Has the other end been closed (its process died or exec'd)? Does not consume data.
+    pub fn peer_gone(&self) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no timeout.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        n == 1 && pfd.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0
     }
 
     pub fn raw(&self) -> i32 {

@@ -201,9 +201,9 @@ pub fn create(spec: Spec, opts: CreateOptions) -> Result<i32> {
             .then(|| state::container_data_dir(&id).join("container.log")),
         network: opts.network,
         bridge: None,
-        config: serde_json::to_value(&spec)?,
+        config: None,
     };
-    if let Err(err) = state::create(&rec) {
+    if let Err(err) = state::create(&rec, &spec) {
         let _ = state::remove(&rec);
         return Err(err);
     }
@@ -286,6 +286,7 @@ impl std::error::Error for CommandFailed {}
 fn start(spec: &Spec, opts: &CreateOptions, rec: &mut Record, image: &Path) -> Result<Started> {
     let id = rec.id.clone();
     let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    // ANCHOR: rootless_cgroup
     // cgroups need root here: a rootless user could only use a cgroup v2 subtree delegated
     // to it (systemd's user@.service), which final does not use yet. Say so when limits
     // were asked for rather than silently ignoring them.
@@ -299,6 +300,7 @@ fn start(spec: &Spec, opts: &CreateOptions, rec: &mut Record, image: &Path) -> R
         }
         None
     };
+    // ANCHOR_END: rootless_cgroup
     let mapping = crate::userns::from_spec(spec);
 
     // --network bridge: an address and the published ports, recorded before anything else
@@ -529,6 +531,14 @@ fn monitor(
     let mut cfg = InitConfig::from_spec(spec, plan, stdio, !opts.detach)?;
     cfg.bridge = rec.bridge.clone();
     cfg.setgroups_denied = mapping.is_some_and(|m| m.setgroups_denied);
+    // The child joins its cgroup itself (v1 `tasks`, see cgroups.rs) and waits for us only
+    // when we have work to do on its behalf first.
+    let join_files = match cg {
+        Some(cg) => cg.join_files()?,
+        None => Vec::new(),
+    };
+    cfg.cgroup_join = join_files.iter().map(|f| f.as_raw_fd()).collect();
+    cfg.wait_for_parent = mapping.is_some() || rec.bridge.is_some();
     let (flags, _) = process::clone_flags(spec);
     let (parent_chan, child_chan) = channel::pair()?;
 
@@ -554,20 +564,16 @@ fn monitor(
         };
     let Some(pid) = child else {
         drop(parent_chan);
-        process::init(&cfg, &child_chan)
+        process::init(&cfg, &child_chan, in_cgroup)
     };
     drop(child_chan);
     drop(cgroup_dir);
+    drop(join_files);
     let kill_child = || {
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
     };
-    if let (Some(cg), false) = (cg, in_cgroup) {
-        if let Err(err) = cg.attach(pid.as_raw()) {
-            kill_child();
-            return Err(err);
-        }
-    }
+    // ANCHOR: maps_and_veth
     // The child waits at sync 1 as the overflow user until its id maps exist.
     if let Some(m) = mapping {
         if let Err(err) = crate::userns::write_maps(pid.as_raw(), m) {
@@ -583,12 +589,18 @@ fn monitor(
             return Err(err);
         }
     }
+    // ANCHOR_END: maps_and_veth
     // ANCHOR: sync
-    // sync 1: in the cgroup; go ahead.
-    if let Err(err) = parent_chan.send(&Message::Proceed) {
-        kill_child();
-        return Err(err);
+    // sync 1: the id maps and the veth exist; go ahead. (Without them the child did not
+    // wait: it joined its cgroup itself and is setting up while we get here.)
+    if cfg.wait_for_parent {
+        if let Err(err) = parent_chan.send(&Message::Proceed) {
+            kill_child();
+            return Err(err);
+        }
     }
+    // While the child works: what the "running" record will say.
+    let pid_start = state::process_start(pid.as_raw());
     // sync 2: EOF = the command was exec'd; otherwise why it was not.
     match parent_chan.recv() {
         Ok(None) => {}
@@ -618,7 +630,7 @@ fn monitor(
     *rec = state::update(&id, |r| {
         r.status = Status::Running;
         r.pid = Some(pid.as_raw());
-        r.pid_start = state::process_start(pid.as_raw());
+        r.pid_start = pid_start;
         r.started = Some(state::now());
     })?;
     // Tell `final run -d` that the container runs: close the pipe without a message.
@@ -807,6 +819,14 @@ pub fn lookup(what: &str) -> Result<Record> {
     reconcile(&state::find(what)?)
 }
 
+/// A record with its spec filled in (`inspect`, `ps --format json`).
+pub fn with_config(mut rec: Record) -> Record {
+    if rec.config.is_none() {
+        rec.config = state::load_config(&rec).ok();
+    }
+    rec
+}
+
 fn is_running(rec: &Record) -> bool {
     rec.status == Status::Running && rec.pid.is_some_and(|p| state::alive(p, rec.pid_start))
 }
@@ -909,7 +929,7 @@ pub fn exec(what: &str, args: Vec<String>, env: Vec<(String, String)>, tty: bool
         );
     }
     let pid = rec.pid.unwrap_or_default();
-    let mut spec: Spec = serde_json::from_value(rec.config.clone())
+    let mut spec: Spec = serde_json::from_value(state::load_config(&rec)?)
         .context("the stored config is not a valid spec")?;
     if let Some(mut p) = spec.process().clone() {
         let mut envs = p.env().clone().unwrap_or_default();
@@ -969,7 +989,7 @@ pub fn exec(what: &str, args: Vec<String>, env: Vec<(String, String)>, tty: bool
             drop(parent_chan);
             let joined = (|| -> Result<()> {
                 if let Some(cg) = &cg {
-                    cg.attach(std::process::id() as i32)?;
+                    cg.attach_self()?;
                 }
                 for (fd, flag) in &fds {
                     if *flag == CloneFlags::CLONE_NEWPID {

@@ -9,7 +9,7 @@
 //! - [`process`]: clone(2) into namespaces, the container's first process up to execve;
 //! - [`channel`]: the numbered parent/child sync points;
 //! - [`rootfs`]: the mount plan (overlay root, pivot_root, /proc, /dev, /sys, volumes, masks);
-//! - [`cgroups`]: limits on cgroup v1, hybrid and v2 with cgroups-rs;
+//! - [`cgroups`]: limits on cgroup v1, hybrid and v2, written straight to cgroupfs;
 //! - [`network`]: `--network none|host|bridge`: loopback, veth + bridge, addresses, NAT;
 //! - [`netlink`]: the small synchronous rtnetlink client `network` uses;
 //! - [`security`]: capabilities, no_new_privs, seccomp;

@@ -92,6 +92,7 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
                 recs.retain(|r| r.status == cfs_final::state::Status::Running);
             }
             if args.format == "json" {
+                let recs: Vec<_> = recs.into_iter().map(container::with_config).collect();
                 println!("{}", serde_json::to_string_pretty(&recs)?);
             } else {
                 print!("{}", container::table(&recs));
@@ -101,7 +102,7 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
         Command::Inspect { names } => {
             let recs = names
                 .iter()
-                .map(|n| container::lookup(n))
+                .map(|n| container::lookup(n).map(container::with_config))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             println!("{}", serde_json::to_string_pretty(&recs)?);
             Ok(0)

@@ -57,6 +57,12 @@ pub struct InitConfig {
     pub new_user_ns: bool,
     /// /proc/PID/setgroups is `deny` (rootless single-id map): setgroups(2) must be skipped.
     pub setgroups_denied: bool,
+    /// The cgroup files (v1 `tasks`, v2 `cgroup.procs`) the child writes `0` into to join
+    /// its cgroup, opened by the parent before clone ([`crate::cgroups::ContainerCgroup::join_files`]).
+    pub cgroup_join: Vec<RawFd>,
+    /// Wait for the parent's `Proceed` (sync 1) before the setup: only when the parent has
+    /// work on the child's behalf first (user id maps, the veth pair).
+    pub wait_for_parent: bool,
 }
 
 fn cstring(s: &str, what: &str) -> Result<CString> {
@@ -65,7 +71,7 @@ fn cstring(s: &str, what: &str) -> Result<CString> {
 
 // ANCHOR: clone_flags
 /// The namespaces to clone into. The cgroup namespace is *not* among them: it is unshared
-/// by the child after sync 1, once it sits in its own cgroup, so that its cgroup root is the
+/// by the child once it sits in its own cgroup, so that its cgroup root is the
 /// container's cgroup and not the runtime's (`man 7 cgroup_namespaces`).
 pub fn clone_flags(spec: &Spec) -> (CloneFlags, bool) {
     let mut flags = CloneFlags::empty();
@@ -160,6 +166,8 @@ impl InitConfig {
             bridge: None,
             new_user_ns: flags.contains(CloneFlags::CLONE_NEWUSER),
             setgroups_denied: false,
+            cgroup_join: Vec::new(),
+            wait_for_parent: false,
         })
     }
 }
@@ -239,8 +247,8 @@ pub unsafe fn clone_into(
 
 // ANCHOR: init
 /// The child's life: set the container up, then exec. Never returns.
-pub fn init(cfg: &InitConfig, chan: &Channel) -> ! {
-    if let Err(err) = setup(cfg, chan) {
+pub fn init(cfg: &InitConfig, chan: &Channel, in_cgroup: bool) -> ! {
+    if let Err(err) = setup(cfg, chan, in_cgroup) {
         let _ = chan.send(&Message::Failed {
             code: 125,
             message: format!("{err:#}"),
@@ -257,7 +265,7 @@ pub fn init(cfg: &InitConfig, chan: &Channel) -> ! {
 
 /// For `final exec`: the caller already joined the container; finish and exec.
 pub fn finish_and_exec(cfg: &InitConfig, chan: &Channel) -> ! {
-    if let Err(err) = finish(cfg) {
+    if let Err(err) = finish(cfg, chan) {
         let _ = chan.send(&Message::Failed {
             code: 125,
             message: format!("{err:#}"),
@@ -272,12 +280,32 @@ pub fn finish_and_exec(cfg: &InitConfig, chan: &Channel) -> ! {
 }
 
 // ANCHOR: setup
-fn setup(cfg: &InitConfig, chan: &Channel) -> Result<()> {
-    // sync 1: wait until the parent has put us in our cgroup.
-    match chan.recv()? {
-        Some(Message::Proceed) => {}
-        _ => bail!("the runtime went away before the container started"),
+fn setup(cfg: &InitConfig, chan: &Channel, in_cgroup: bool) -> Result<()> {
+    // Kill the container if the runtime dies during the setup (set again after setuid,
+    // which clears it; `finish` also checks the runtime did not die before this).
+    if cfg.die_with_parent {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .context("prctl(PR_SET_PDEATHSIG) failed")?;
     }
+    // Join our cgroup first, before any work is charged to the runtime's cgroup (and so
+    // that the cgroup namespace below is rooted there): write 0 ("this thread") into the
+    // files the parent opened. We are single-threaded, so on v1 `tasks` moves the whole
+    // process without the kernel's global threadgroup lock (see cgroups.rs). On v2
+    // clone3(CLONE_INTO_CGROUP) already started us there.
+    if !in_cgroup {
+        for fd in &cfg.cgroup_join {
+            crate::cgroups::join(*fd).context("cannot join the container's cgroup")?;
+        }
+    }
+    // sync 1: only when the parent has work for us first (id maps, veth); otherwise the
+    // setup runs while the parent goes on with its own.
+    if cfg.wait_for_parent {
+        match chan.recv()? {
+            Some(Message::Proceed) => {}
+            _ => bail!("the runtime went away before the container started"),
+        }
+    }
+    // ANCHOR: become_root
     if cfg.new_user_ns {
         // The parent wrote our uid/gid maps before sync 1. Become root *inside* now, so
         // that what we create (mount points, overlay copy-ups) belongs to the mapped root
@@ -287,6 +315,7 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<()> {
         nix::unistd::setresuid(0.into(), 0.into(), 0.into())
             .context("setresuid(0) in the user namespace failed: is uid 0 mapped?")?;
     }
+    // ANCHOR_END: become_root
     // A session of our own: the container is not in the runtime's process group, so a
     // terminal's Ctrl-C reaches it only through the runtime (or its own pty).
     nix::unistd::setsid().context("setsid failed")?;
@@ -312,13 +341,13 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<()> {
     crate::rootfs::execute(&cfg.plan)?;
     nix::sys::stat::umask(old_umask);
 
-    finish(cfg)
+    finish(cfg, chan)
 }
 // ANCHOR_END: setup
 
 /// The part shared by a container's first process and `final exec`: stdio, working
 /// directory, credentials, capabilities, fds, signals, no_new_privs, seccomp.
-pub fn finish(cfg: &InitConfig) -> Result<()> {
+pub fn finish(cfg: &InitConfig, chan: &Channel) -> Result<()> {
     use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
     match cfg.stdio {
         Stdio::Inherit => {}
@@ -354,6 +383,7 @@ pub fn finish(cfg: &InitConfig) -> Result<()> {
         .iter()
         .map(|g| Gid::from_raw(*g))
         .collect();
+    // ANCHOR: setgroups
     // With setgroups denied (user_namespaces(7)) the process keeps the user's own groups,
     // which is the point: dropping them could grant access on the host.
     if !cfg.setgroups_denied {
@@ -361,6 +391,7 @@ pub fn finish(cfg: &InitConfig) -> Result<()> {
     } else if !gids.is_empty() {
         bail!("supplementary groups cannot be set in a rootless container without newgidmap (setgroups is denied)\nfix: apt install uidmap and give your user a range in /etc/subgid");
     }
+    // ANCHOR_END: setgroups
     setgid(Gid::from_raw(cfg.gid)).with_context(|| format!("setgid({}) failed", cfg.gid))?;
     setuid(Uid::from_raw(cfg.uid)).with_context(|| format!("setuid({}) failed", cfg.uid))?;
     nix::unistd::chdir(&cfg.cwd).with_context(|| {
@@ -375,6 +406,10 @@ pub fn finish(cfg: &InitConfig) -> Result<()> {
         // After setuid: a change of credentials clears the parent-death signal.
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
             .context("prctl(PR_SET_PDEATHSIG) failed")?;
+        // Did the runtime die before that? Its end of the sync socket is then closed.
+        if chan.peer_gone() {
+            bail!("the runtime went away before the container started");
+        }
     }
 
     // Only 0, 1, 2 may reach the container: everything else (the sync socket included) is
@@ -488,6 +523,15 @@ pub fn exec(cfg: &InitConfig) -> (i32, String) {
         let Ok(full) = CString::new(full) else {
             continue;
         };
+        // Look before leaping: access(F_OK) fails with ENOENT/ENOTDIR exactly where
+        // execve would, at a fraction of the cost of a failed execve.
+        // SAFETY: a NUL-terminated path.
+        if unsafe { libc::access(full.as_ptr(), libc::F_OK) } != 0 {
+            let err = std::io::Error::last_os_error();
+            if matches!(err.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) {
+                continue;
+            }
+        }
         let err = try_exec(&full);
         match err.raw_os_error() {
             Some(libc::ENOENT) | Some(libc::ENOTDIR) => continue,

@@ -3,6 +3,8 @@
 //! Layout (root: `/run/cfs-final`, or `$CFS_FINAL_ROOT`):
 //! - `<id>/state.json`: the [`Record`], replaced atomically (write a temporary file, fsync-free
 //!   rename(2) over the old one: readers see the old or the new record, never half of one);
+//! - `<id>/config.json`: the resolved OCI spec, written once when the container is created
+//!   (the record stays small: it is rewritten when the status changes, the spec never is);
 //! - `<id>/lock`: flock(2) taken for every read-modify-write of the record;
 //! - `<id>/rootfs`: the mount point of the container's root (in its mount namespace only);
 //! - `names/<name>`: a symlink to the id. symlink(2) fails with EEXIST if the name is taken,
@@ -64,8 +66,11 @@ pub struct Record {
     /// release when it ends).
     #[serde(default)]
     pub bridge: Option<crate::network::Attachment>,
-    /// The resolved OCI runtime spec the container was created from.
-    pub config: serde_json::Value,
+    /// The resolved OCI runtime spec the container was created from: kept in
+    /// `config.json` next to the record and filled in for `inspect` and `ps --format json`
+    /// ([`load_config`]); records of older versions have it inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
 }
 // ANCHOR_END: record
 
@@ -185,12 +190,26 @@ pub fn release_name(name: &str, id: &str) {
     }
 }
 
-/// Creates the container's state directory and first record.
-pub fn create(rec: &Record) -> Result<()> {
+/// Creates the container's state directory, its spec (`config.json`, serialised straight
+/// from the struct, once) and its first record.
+pub fn create(rec: &Record, spec: &impl Serialize) -> Result<()> {
     let dir = container_dir(&rec.id);
     fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+    let config = dir.join("config.json");
+    fs::write(&config, serde_json::to_vec(spec)?)
+        .with_context(|| format!("cannot write {}", config.display()))?;
     save(rec)
+}
+
+/// The record's spec: inline in records of older versions, else from `config.json`.
+pub fn load_config(rec: &Record) -> Result<serde_json::Value> {
+    if let Some(config) = &rec.config {
+        return Ok(config.clone());
+    }
+    let path = container_dir(&rec.id).join("config.json");
+    let text = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&text).with_context(|| format!("corrupt spec {}", path.display()))
 }
 
 // ANCHOR: save
