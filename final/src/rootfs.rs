@@ -469,16 +469,28 @@ fn execute_one(op: &MountOp) -> Result<()> {
                     upper.display(),
                     work.display()
                 );
-                mount(
-                    Some("overlay"),
-                    target,
-                    Some("overlay"),
-                    MsFlags::empty(),
-                    Some(data.as_str()),
-                )
-                .map_err(|e| {
-                    anyhow!("overlay mount failed ({e}); `final doctor` checks overlayfs")
-                })?;
+                // `volatile` (Linux 5.10): no sync of the upper file system when the overlay
+                // goes away with the container. Without it the unmount runs syncfs(2) on the
+                // host file system the layer lives on, waiting for all of its dirty data and a
+                // journal commit. The layer is deleted when the container ends and never
+                // mounted again, so there is nothing to keep. Older kernels: EINVAL, retry.
+                let mount_overlay = |data: &str| {
+                    mount(
+                        Some("overlay"),
+                        target,
+                        Some("overlay"),
+                        MsFlags::empty(),
+                        Some(data),
+                    )
+                };
+                mount_overlay(&format!("{data},volatile"))
+                    .or_else(|e| match e {
+                        nix::errno::Errno::EINVAL => mount_overlay(&data),
+                        e => Err(e),
+                    })
+                    .map_err(|e| {
+                        anyhow!("overlay mount failed ({e}); `final doctor` checks overlayfs")
+                    })?;
             }
             RootLayer::Bind { source } => {
                 mount(
