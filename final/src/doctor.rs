@@ -85,7 +85,14 @@ pub fn run() -> i32 {
             (found.join(" "), "/sys/fs/cgroup/<controller>")
         }
     };
-    checks.push(check(true, format!("cgroups: {layout:?}"), ""));
+    let layout_name = match layout {
+        crate::cgroups::Layout::V2 => "v2 (unified)",
+        crate::cgroups::Layout::V1 { hybrid: true } => {
+            "v1, hybrid (final uses the v1 controllers; the cgroup2 mount is ignored)"
+        }
+        crate::cgroups::Layout::V1 { hybrid: false } => "v1",
+    };
+    checks.push(check(true, format!("cgroups: {layout_name}"), ""));
     for c in ["memory", "pids", "cpu"] {
         let ok = controllers.split_whitespace().any(|x| x == c);
         checks.push(check(
