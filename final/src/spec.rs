@@ -578,8 +578,12 @@ mod tests {
     use super::*;
     use crate::parse;
 
+    /// A throw-away rootfs with an /etc/passwd and /etc/group; one per test (tests run in
+    /// parallel and each removes its own).
     fn fake_rootfs() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("cfs-final-spec-{}", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("cfs-final-spec-{}-{n}", std::process::id()));
         std::fs::create_dir_all(dir.join("etc")).unwrap();
         std::fs::write(
             dir.join("etc/passwd"),
