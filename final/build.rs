@@ -7,8 +7,12 @@
 //! (clap_derive, serde_derive) when cargo builds for the host. Debug builds keep PIE.
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    let static_crt = std::env::var("CARGO_CFG_TARGET_FEATURE")
+        .is_ok_and(|features| features.split(',').any(|f| f == "crt-static"));
+    // A +crt-static build is a static-pie already: -no-pie on top breaks it.
     if std::env::var("PROFILE").as_deref() == Ok("release")
         && std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
+        && !static_crt
     {
         println!("cargo:rustc-link-arg-bin=final=-no-pie");
     }

@@ -8,7 +8,7 @@ use common::*;
 fn doctor_reports_the_cgroup_layout_and_checks() {
     let r = final_(&["doctor"]);
     let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    let layout = if v2 { "cgroups: V2" } else { "cgroups: V1" };
+    let layout = if v2 { "cgroups: v2" } else { "cgroups: v1" };
     assert!(r.stdout.contains(layout), "{}", r.stdout);
     for what in [
         "running as root",
