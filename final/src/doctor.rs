@@ -26,6 +26,7 @@ pub fn run() -> i32 {
 
     let root = nix::unistd::geteuid().is_root();
     let blocked = crate::userns::unprivileged_blocked();
+    let apparmor = crate::userns::apparmor_restricts();
     let mut notes: Vec<String> = Vec::new();
     if root {
         checks.push(check(true, "running as root", ""));
@@ -34,11 +35,23 @@ pub fn run() -> i32 {
                 "rootless mode is not available to other users here: {}",
                 why.lines().next().unwrap_or_default()
             ));
+        } else if apparmor {
+            notes.push("kernel.apparmor_restrict_unprivileged_userns is 1: other users run final rootless only with an AppArmor profile that allows `userns,` (`final doctor` as that user tells)".into());
         }
     } else {
-        let (what, fix) = match &blocked {
+        // The hard switches refuse up front; otherwise ask the kernel itself (AppArmor's
+        // switch may be on and a profile allow final anyway).
+        let refused = blocked.or_else(|| {
+            (!crate::userns::can_create()).then(|| {
+                format!(
+                    "cannot create a user namespace: {}",
+                    crate::userns::refused()
+                )
+            })
+        });
+        let (what, fix) = match &refused {
             None => (
-                "rootless: unprivileged user namespaces are allowed".to_string(),
+                "rootless: unprivileged user namespaces are allowed (created one)".to_string(),
                 String::new(),
             ),
             Some(why) => {
@@ -46,7 +59,10 @@ pub fn run() -> i32 {
                 (format!("rootless: {what}"), fix.to_string())
             }
         };
-        checks.push(check(blocked.is_none(), what, fix));
+        if refused.is_none() && apparmor {
+            notes.push("kernel.apparmor_restrict_unprivileged_userns is 1, but final may create user namespaces here (an AppArmor profile allows it)".into());
+        }
+        checks.push(check(refused.is_none(), what, fix));
         match crate::userns::mapping(None) {
             Ok(Some(m)) if m.helper => notes.push(format!(
                 "rootless id map: you are root inside, and ids 1-{} map to your /etc/subuid range (newuidmap)",

@@ -222,17 +222,18 @@ pub unsafe fn clone_into(
         pid if pid > 0 => Ok((Some(Pid::from_raw(pid as i32)), false)),
         _ => {
             let err = std::io::Error::last_os_error();
-            // EPERM/ENOSPC with CLONE_NEWUSER: a policy (AppArmor, a sysctl) or the
+            // EPERM/EACCES/ENOSPC with CLONE_NEWUSER: a policy (AppArmor, a sysctl) or the
             // max_user_namespaces limit refused the user namespace (`man 2 clone`).
             let userns_refused = flags.contains(CloneFlags::CLONE_NEWUSER)
-                && matches!(err.raw_os_error(), Some(libc::EPERM) | Some(libc::ENOSPC));
+                && matches!(
+                    err.raw_os_error(),
+                    Some(libc::EPERM) | Some(libc::EACCES) | Some(libc::ENOSPC)
+                );
             Err(err).with_context(|| {
                 if userns_refused {
                     format!(
-                        "clone({flags:?}) failed: this system refused to create a user namespace\nfix: {}",
-                        crate::userns::unprivileged_blocked()
-                            .and_then(|w| w.split_once("fix: ").map(|(_, f)| f.to_string()))
-                            .unwrap_or_else(|| "check user.max_user_namespaces, kernel.unprivileged_userns_clone and kernel.apparmor_restrict_unprivileged_userns (`final doctor`), or run as root".into())
+                        "clone({flags:?}) failed: this system refused to create a user namespace: {}",
+                        crate::userns::refused()
                     )
                 } else {
                     format!(

@@ -61,8 +61,10 @@ fn read_trim(path: &str) -> Option<String> {
 }
 
 // ANCHOR: blocked
-/// Why this system refuses unprivileged user namespaces, with the fix; None if it allows
-/// them (as far as sysctls tell).
+/// Why this system refuses unprivileged user namespaces outright, with the fix; None if its
+/// hard switches allow them. AppArmor's switch is not one of them: a profile with a `userns,`
+/// rule lets a program through it, so final tries and explains a refusal afterwards
+/// ([`refused`]).
 pub fn unprivileged_blocked() -> Option<String> {
     if read_trim("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
         return Some("user namespaces are disabled: user.max_user_namespaces is 0\nfix: sudo sysctl -w user.max_user_namespaces=15000 (and set it in /etc/sysctl.d/ to keep it)".into());
@@ -70,10 +72,55 @@ pub fn unprivileged_blocked() -> Option<String> {
     if read_trim("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
         return Some("unprivileged user namespaces are disabled: kernel.unprivileged_userns_clone is 0 (Debian's switch)\nfix: sudo sysctl -w kernel.unprivileged_userns_clone=1 (and set it in /etc/sysctl.d/ to keep it)".into());
     }
-    if read_trim("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
-        return Some("AppArmor restricts unprivileged user namespaces: kernel.apparmor_restrict_unprivileged_userns is 1 (Ubuntu 23.10 and later)\nfix: allow final with an AppArmor profile (/etc/apparmor.d/final: `abi <abi/4.0>, include <tunables/global> profile final /path/to/final flags=(unconfined) { userns, }`, then `sudo apparmor_parser -r /etc/apparmor.d/final`), or run it as root, or (less safe, system-wide) sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0".into());
-    }
     None
+}
+
+/// Is Ubuntu's (23.10+) AppArmor restriction on unprivileged user namespaces switched on?
+/// Programs without a profile that allows `userns,` are then refused (or confined so that
+/// writing their id maps fails).
+pub fn apparmor_restricts() -> bool {
+    read_trim("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1")
+}
+
+/// The AppArmor restriction and its fixes.
+pub const APPARMOR: &str = "AppArmor restricts unprivileged user namespaces: kernel.apparmor_restrict_unprivileged_userns is 1 (Ubuntu 23.10 and later)\nfix: allow final with an AppArmor profile (/etc/apparmor.d/final: `abi <abi/4.0>, include <tunables/global> profile final /path/to/final flags=(unconfined) { userns, }`, then `sudo apparmor_parser -r /etc/apparmor.d/final`), or run it as root, or (less safe, system-wide) sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0";
+
+/// Why the kernel refused a user namespace (clone, or writing its maps, failed with EPERM or
+/// EACCES), with the fix: the switch that is on, else where to look.
+pub fn refused() -> String {
+    if let Some(why) = unprivileged_blocked() {
+        return why;
+    }
+    if apparmor_restricts() {
+        return APPARMOR.into();
+    }
+    "none of user.max_user_namespaces, kernel.unprivileged_userns_clone and kernel.apparmor_restrict_unprivileged_userns explains it (a security module or a container manager may)\nfix: run final as root, or see `final doctor`".into()
+}
+
+/// Can this process create a user namespace? A forked child tries unshare(CLONE_NEWUSER) and
+/// writes its own uid_map (the step AppArmor's confinement makes fail); its exit status is the
+/// answer.
+pub fn can_create() -> bool {
+    let uid = nix::unistd::geteuid().as_raw();
+    let map = format!("0 {uid} 1");
+    // SAFETY: the child only calls async-signal-safe functions (unshare, open, write, _exit)
+    // on memory prepared before the fork.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            let ok = unsafe {
+                libc::unshare(libc::CLONE_NEWUSER) == 0 && {
+                    let fd = libc::open(c"/proc/self/uid_map".as_ptr(), libc::O_WRONLY);
+                    fd >= 0 && libc::write(fd, map.as_ptr().cast(), map.len()) == map.len() as isize
+                }
+            };
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => matches!(
+            nix::sys::wait::waitpid(child, None),
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0))
+        ),
+        Err(_) => false,
+    }
 }
 // ANCHOR_END: blocked
 
@@ -233,6 +280,14 @@ pub fn write_maps(pid: i32, m: &Mapping) -> Result<()> {
                 .output()
                 .with_context(|| format!("cannot run {}", bin.display()))?;
             if !out.status.success() {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                if apparmor_restricts() && stderr.contains("not permitted") {
+                    bail!(
+                        "{prog} {} failed: {}\n{APPARMOR}",
+                        args.join(" "),
+                        stderr.trim()
+                    );
+                }
                 bail!(
                     "{prog} {} failed: {}\nfix: check your ranges in /etc/subuid and /etc/subgid (`man 5 subuid`) and that {} is set-uid root (apt install --reinstall uidmap)",
                     args.join(" "),
@@ -245,11 +300,17 @@ pub fn write_maps(pid: i32, m: &Mapping) -> Result<()> {
     }
     let write = |file: &str, text: &str| -> Result<()> {
         let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, text).with_context(|| {
-            format!(
+        std::fs::write(&path, text).map_err(|e| {
+            let what = format!(
                 "cannot write {:?} to {path} (user_namespaces(7))",
                 text.trim()
-            )
+            );
+            // EPERM/EACCES: the kernel (AppArmor's confinement) refused; say which switch.
+            if e.kind() == std::io::ErrorKind::PermissionDenied && apparmor_restricts() {
+                anyhow::Error::new(e).context(format!("{what}: {APPARMOR}"))
+            } else {
+                anyhow::Error::new(e).context(what)
+            }
         })
     };
     write("uid_map", &map_text(&m.uid))?;

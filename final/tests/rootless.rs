@@ -375,25 +375,21 @@ fn root_with_userns_maps_root_to_an_unprivileged_range() {
     assert_ne!(map_lines(&out)[0][1], 0, "auto mapped root to host root");
 }
 
-/// A system that forbids unprivileged user namespaces, presented through
+/// A system whose hard switches forbid unprivileged user namespaces, presented through
 /// `$CFS_FINAL_PROC_SYS` (a copy of the relevant /proc/sys files): this machine's own
-/// settings stay untouched.
+/// settings stay untouched. final refuses up front, and doctor fails, with the fix.
 #[test]
 fn forbidden_user_namespaces_are_explained_with_the_fix() {
     ensure_user(USER, false);
     let rootfs = reachable().1.to_string_lossy().into_owned();
-    for (file, value, names) in [
-        ("user/max_user_namespaces", "0", "user.max_user_namespaces"),
+    for (file, names) in [
+        ("user/max_user_namespaces", "user.max_user_namespaces"),
         (
-            "kernel/apparmor_restrict_unprivileged_userns",
-            "1",
-            "apparmor_restrict_unprivileged_userns",
+            "kernel/unprivileged_userns_clone",
+            "kernel.unprivileged_userns_clone",
         ),
     ] {
-        let fake = std::env::temp_dir().join(unique("cfs-procsys"));
-        let path = fake.join(file);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, value).unwrap();
+        let fake = fake_proc_sys(file, "0");
         let env = [("CFS_FINAL_PROC_SYS", fake.to_str().unwrap())];
         let run = as_user(USER, &env, &["run", "--rm", "--rootfs", &rootfs, "true"]);
         let doctor = as_user(USER, &env, &["doctor"]);
@@ -414,4 +410,126 @@ fn forbidden_user_namespaces_are_explained_with_the_fix() {
             doctor.stdout
         );
     }
+}
+
+/// A fake /proc/sys with one setting.
+fn fake_proc_sys(file: &str, value: &str) -> PathBuf {
+    let fake = std::env::temp_dir().join(unique("cfs-procsys"));
+    let path = fake.join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, value).unwrap();
+    fake
+}
+
+/// Ubuntu's AppArmor switch (faked at 1) does not refuse up front: a profile may allow final.
+/// This kernel allows user namespaces (as one with such a profile would), so the rootless run
+/// works and doctor passes the check with a note about the switch.
+#[test]
+fn apparmor_switch_alone_does_not_refuse_when_the_kernel_allows() {
+    ensure_user(USER, false);
+    let rootfs = reachable().1.to_string_lossy().into_owned();
+    let fake = fake_proc_sys("kernel/apparmor_restrict_unprivileged_userns", "1");
+    let env = [("CFS_FINAL_PROC_SYS", fake.to_str().unwrap())];
+    let run = as_user(
+        USER,
+        &env,
+        &["run", "--rm", "--rootfs", &rootfs, "id", "-u"],
+    );
+    let doctor = as_user(USER, &env, &["doctor"]);
+    let _ = std::fs::remove_dir_all(&fake);
+    assert_eq!((run.code, run.stdout.trim()), (0, "0"), "{}", run.stderr);
+    assert!(
+        doctor
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("ok    rootless") && l.contains("allowed")),
+        "{}",
+        doctor.stdout
+    );
+    assert!(
+        doctor
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("note")
+                && l.contains("apparmor_restrict_unprivileged_userns is 1")),
+        "{}",
+        doctor.stdout
+    );
+    assert!(
+        !doctor.stdout.contains("FAIL  rootless"),
+        "{}",
+        doctor.stdout
+    );
+}
+
+/// With the AppArmor switch (faked at 1) and a kernel that does refuse: the user runs final in
+/// a user namespace (made here by root, mapping root and the user) whose own
+/// user.max_user_namespaces is 0, so the kernel refuses final's clone(CLONE_NEWUSER) and
+/// doctor's attempt (with ENOSPC here; AppArmor's refusal is EPERM or EACCES, or a failing
+/// uid_map write, all handled the same way). The error and doctor's FAIL name the AppArmor restriction and its fix.
+#[test]
+fn kernel_refusal_under_the_apparmor_switch_names_it_with_the_fix() {
+    let uid = ensure_user(USER, false);
+    let (bin, rootfs) = reachable();
+    let home = passwd_field(USER, 5).unwrap();
+    let fake = fake_proc_sys("kernel/apparmor_restrict_unprivileged_userns", "1");
+    let in_limited_userns = |args: &[&str]| -> Run {
+        let script = format!(
+            "echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv --reuid={uid} --regid={uid} --clear-groups env -i HOME={home} PATH=/usr/local/bin:/usr/bin:/bin CFS_FINAL_PROC_SYS={} {} \"$@\"",
+            fake.display(),
+            bin.display()
+        );
+        let mut child = Command::new("unshare")
+            .args(["--user", "sh", "-c", "read go && exec \"$@\"", "sh"])
+            .args(["sh", "-c", &script, "sh"])
+            .args(args)
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("unshare (util-linux)");
+        let pid = child.id();
+        let own = std::fs::read_link("/proc/self/ns/user").unwrap();
+        while std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap() == own {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        for f in ["uid_map", "gid_map"] {
+            std::fs::write(
+                format!("/proc/{pid}/{f}"),
+                format!("0 0 1\n{uid} {uid} 1\n"),
+            )
+            .unwrap();
+        }
+        // The first shell exec'd before the maps existed (as the overflow user, so without
+        // capabilities); it execs the script now, as the mapped root.
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let run = in_limited_userns(&["run", "--rm", "--rootfs", rootfs.to_str().unwrap(), "true"]);
+    let doctor = in_limited_userns(&["doctor"]);
+    let _ = std::fs::remove_dir_all(&fake);
+    assert_eq!(run.code, 125, "{}", run.stderr);
+    for what in [
+        "refused to create a user namespace",
+        "AppArmor restricts unprivileged user namespaces",
+        "fix: allow final with an AppArmor profile",
+        "apparmor_parser",
+    ] {
+        assert!(run.stderr.contains(what), "{what}: {}", run.stderr);
+    }
+    assert_eq!(doctor.code, 1, "{}", doctor.stdout);
+    assert!(
+        doctor.stdout.contains(
+            "FAIL  rootless: cannot create a user namespace: AppArmor restricts unprivileged user namespaces"
+        ) && doctor.stdout.contains("fix: allow final with an AppArmor profile"),
+        "{}",
+        doctor.stdout
+    );
 }
