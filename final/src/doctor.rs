@@ -74,12 +74,13 @@ pub fn run() -> i32 {
         notes.push("rootless containers get no cgroup: --memory/--cpus/--pids-limit are not applied, and --network bridge needs root".into());
     }
     if root
-        && !["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
-            .iter()
-            .any(|p| Path::new(p).exists())
+        && crate::network::binary("nft").is_none()
+        && crate::network::binary("iptables").is_none()
     {
-        notes
-            .push("--network bridge needs nftables (the nft program): apt install nftables".into());
+        notes.push(
+            "--network bridge needs nftables or iptables (the nft or iptables program): apt install nftables"
+                .into(),
+        );
     }
 
     let layout = crate::cgroups::layout();

@@ -24,6 +24,11 @@
 //! Everything a container got is removed by [`release`] when it ends, or by `final rm` / the
 //! reconciliation of `final ps` when its runtime was killed; the record keeps what to remove.
 //! The bridge, the table and ip_forward stay, like docker0 (and like our cgroup parents).
+//!
+//! Without nft (or with `CFS_FINAL_FIREWALL=iptables`) the same rules go through the
+//! iptables program instead ([`ensure_chains`]): chains `CFS-POSTROUTING` and `CFS-DNAT` in
+//! the nat table (and `CFS-FORWARD` in filter when FORWARD's policy is DROP), created once;
+//! one DNAT rule per published port, commented `cfs:ID`, removed by [`release`].
 
 use crate::netlink::{self, Netlink};
 use crate::parse::Port;
@@ -59,6 +64,46 @@ pub struct Attachment {
     /// The host end of the veth pair.
     pub veth: String,
     pub ports: Vec<Port>,
+    /// Which program holds its published ports (records from before the iptables backend
+    /// have none: nft).
+    #[serde(default)]
+    pub firewall: Firewall,
+}
+
+/// The program that holds the NAT rules: nft, else iptables (iptables-nft or legacy), or
+/// the one `$CFS_FINAL_FIREWALL` (`nft` or `iptables`) names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Firewall {
+    #[default]
+    Nft,
+    Iptables,
+}
+
+/// The iptables chains (when nft is missing): masquerade in nat POSTROUTING, the published
+/// ports (one DNAT rule each, commented `cfs:ID`) in nat PREROUTING and OUTPUT, and accept
+/// for the bridge in filter FORWARD when its policy is DROP.
+pub const IPT_MASQ: &str = "CFS-POSTROUTING";
+pub const IPT_DNAT: &str = "CFS-DNAT";
+pub const IPT_FORWARD: &str = "CFS-FORWARD";
+
+/// Which firewall program to use (see [`Firewall`]).
+pub fn firewall() -> Result<Firewall> {
+    match std::env::var("CFS_FINAL_FIREWALL").as_deref() {
+        Ok("nft") => return Ok(Firewall::Nft),
+        Ok("iptables") => return Ok(Firewall::Iptables),
+        Ok(other) if !other.is_empty() => {
+            bail!("CFS_FINAL_FIREWALL={other:?}: the choices are nft and iptables")
+        }
+        _ => {}
+    }
+    if binary("nft").is_some() {
+        Ok(Firewall::Nft)
+    } else if binary("iptables").is_some() {
+        Ok(Firewall::Iptables)
+    } else {
+        bail!("--network bridge needs nftables (or iptables) for NAT and published ports, and neither the nft nor the iptables program is installed\nfix: apt install nftables (or dnf install nftables)")
+    }
 }
 
 /// `ip link set lo up`, with the SIOCGIFFLAGS/SIOCSIFFLAGS ioctls on a throwaway socket.
@@ -149,9 +194,13 @@ pub fn prepare(id: &str, ports: &[Port]) -> Result<Attachment> {
             );
         }
     }
+    let firewall = firewall()?;
     let _lock = lock()?;
     ensure_bridge()?;
-    ensure_table()?;
+    match firewall {
+        Firewall::Nft => ensure_table()?,
+        Firewall::Iptables => ensure_chains()?,
+    }
     let ip = allocate(id)?;
     let att = Attachment {
         bridge: BRIDGE.into(),
@@ -160,8 +209,14 @@ pub fn prepare(id: &str, ports: &[Port]) -> Result<Attachment> {
         gateway: GATEWAY,
         veth: veth_name(id),
         ports: ports.to_vec(),
+        firewall,
     };
-    if !ports.is_empty() {
+    if firewall == Firewall::Iptables {
+        if let Err(err) = publish_iptables(id, &att) {
+            let _ = std::fs::remove_file(addresses_dir().join(ip.to_string()));
+            return Err(err);
+        }
+    } else if !ports.is_empty() {
         if let Err(err) = nft(&format!(
             "create element ip {NFT_TABLE} ports {{ {} }}\n",
             elements(&att, true)
@@ -268,19 +323,152 @@ fn ensure_bridge() -> Result<()> {
 }
 // ANCHOR_END: ensure_bridge
 
-/// The nft program: on PATH, or where Debian and Fedora install it.
-fn nft_binary() -> Option<PathBuf> {
+/// A program (nft, iptables): on PATH, or where Debian and Fedora install it.
+pub fn binary(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
-        .map(|d| d.join("nft"))
+        .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
 
+/// Runs `iptables -w ARGS` (waiting for the xtables lock), returning its output.
+fn iptables(args: &[&str]) -> Result<String> {
+    let bin = binary("iptables").ok_or_else(|| {
+        anyhow!("the iptables program is not installed\nfix: apt install iptables, or unset CFS_FINAL_FIREWALL")
+    })?;
+    let out = std::process::Command::new(&bin)
+        .arg("-w")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", bin.display()))?;
+    if !out.status.success() {
+        bail!(
+            "iptables {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+// ANCHOR: iptables_chains
+/// The iptables counterpart of [`ensure_table`]: our chains, their fixed rules and the jumps
+/// to them, each added only when missing (`-C` checks), so that calling it again is a no-op.
+/// Called under the lock.
+fn ensure_chains() -> Result<()> {
+    let chain = |table: &str, name: &str| -> Result<()> {
+        if iptables(&["-t", table, "-S", name]).is_err() {
+            iptables(&["-t", table, "-N", name])?;
+        }
+        Ok(())
+    };
+    let rule = |table: &str, chain: &str, spec: &[&str], first: bool| -> Result<()> {
+        let with = |op: &'static str| [&["-t", table, op, chain][..], spec].concat();
+        if iptables(&with("-C")).is_err() {
+            iptables(&with(if first { "-I" } else { "-A" }))?;
+        }
+        Ok(())
+    };
+    let subnet = format!("{SUBNET}/{PREFIX}");
+    chain("nat", IPT_MASQ)?;
+    rule(
+        "nat",
+        IPT_MASQ,
+        &["-s", &subnet, "!", "-o", BRIDGE, "-j", "MASQUERADE"],
+        false,
+    )?;
+    rule(
+        "nat",
+        IPT_MASQ,
+        &["-s", "127.0.0.0/8", "-o", BRIDGE, "-j", "MASQUERADE"],
+        false,
+    )?;
+    rule("nat", "POSTROUTING", &["-j", IPT_MASQ], false)?;
+    chain("nat", IPT_DNAT)?;
+    for hook in ["PREROUTING", "OUTPUT"] {
+        let spec = ["-m", "addrtype", "--dst-type", "LOCAL", "-j", IPT_DNAT];
+        rule("nat", hook, &spec, false)?;
+    }
+    // A DROP policy (docker sets one) would drop the bridge's forwarded traffic.
+    let forward = iptables(&["-t", "filter", "-S", "FORWARD"])?;
+    if forward.lines().any(|l| l.trim() == "-P FORWARD DROP") {
+        chain("filter", IPT_FORWARD)?;
+        rule(
+            "filter",
+            IPT_FORWARD,
+            &["-i", BRIDGE, "-j", "ACCEPT"],
+            false,
+        )?;
+        rule(
+            "filter",
+            IPT_FORWARD,
+            &["-o", BRIDGE, "-j", "ACCEPT"],
+            false,
+        )?;
+        rule("filter", "FORWARD", &["-j", IPT_FORWARD], true)?;
+    }
+    Ok(())
+}
+
+/// One DNAT rule per published port, commented `cfs:ID`; a host port another container
+/// holds is refused. On error none of this container's rules is left. Under the lock.
+fn publish_iptables(id: &str, att: &Attachment) -> Result<()> {
+    let taken = iptables(&["-t", "nat", "-S", IPT_DNAT])?;
+    for p in &att.ports {
+        let (proto, port) = (
+            format!("-p {} ", p.proto.as_str()),
+            format!("--dport {} ", p.host),
+        );
+        if taken
+            .lines()
+            .any(|l| l.contains(&proto) && l.contains(&port))
+        {
+            bail!(
+                "cannot publish {}: a host port is already published by another container\nfix: choose other host ports (`iptables -t nat -S {IPT_DNAT}` shows the taken ones)",
+                describe_ports(&att.ports)
+            );
+        }
+    }
+    let tag = format!("cfs:{id}");
+    for p in &att.ports {
+        let (host, to) = (p.host.to_string(), format!("{}:{}", att.ip, p.container));
+        let proto = p.proto.as_str();
+        #[rustfmt::skip]
+        let spec = ["-t", "nat", "-A", IPT_DNAT, "-p", proto, "--dport", &host,
+            "-m", "comment", "--comment", &tag, "-j", "DNAT", "--to-destination", &to];
+        if let Err(e) = iptables(&spec) {
+            let _ = unpublish_iptables(id);
+            return Err(e.context(format!("cannot publish {}", describe_ports(&att.ports))));
+        }
+    }
+    Ok(())
+}
+
+/// Deletes every rule commented `cfs:ID` (as listed by `-S`, with `-A` turned into `-D`).
+fn unpublish_iptables(id: &str) -> Result<()> {
+    let tag = format!("cfs:{id}");
+    for line in iptables(&["-t", "nat", "-S", IPT_DNAT])?.lines() {
+        let words: Vec<String> = line
+            .split_whitespace()
+            .map(|w| w.trim_matches('"').to_string())
+            .collect();
+        if words.first().map(String::as_str) != Some("-A") || !words.contains(&tag) {
+            continue;
+        }
+        let mut args = vec!["-t", "nat", "-D"];
+        args.extend(words[1..].iter().map(String::as_str));
+        iptables(&args)?;
+    }
+    Ok(())
+}
+// ANCHOR_END: iptables_chains
+
 /// Runs an nft script as one transaction (`nft -f -`: all of it or nothing, `man 8 nft`).
 fn nft(script: &str) -> Result<()> {
-    let bin = nft_binary().ok_or_else(|| {
+    let bin = binary("nft").ok_or_else(|| {
         anyhow!("--network bridge needs nftables for NAT and published ports, and the nft program is not installed\nfix: apt install nftables (or dnf install nftables)")
     })?;
     let mut child = std::process::Command::new(&bin)
@@ -458,7 +646,13 @@ pub fn release(id: &str, att: &Attachment) -> Result<()> {
     }
     let _lock = lock()?;
     let mut result = Ok(());
-    if !att.ports.is_empty() {
+    if att.firewall == Firewall::Iptables {
+        if let Err(e) = unpublish_iptables(id) {
+            result = Err(e.context(format!(
+                "cannot remove the published ports of container {id}"
+            )));
+        }
+    } else if !att.ports.is_empty() {
         if let Err(e) = nft(&format!(
             "delete element ip {NFT_TABLE} ports {{ {} }}\n",
             elements(att, false)
@@ -519,6 +713,7 @@ mod tests {
                 crate::parse::publish("8080:80").unwrap(),
                 crate::parse::publish("53:5353/udp").unwrap(),
             ],
+            firewall: Firewall::Nft,
         };
         assert_eq!(
             elements(&att, true),
