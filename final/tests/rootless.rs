@@ -473,9 +473,16 @@ fn kernel_refusal_under_the_apparmor_switch_names_it_with_the_fix() {
     let (bin, rootfs) = reachable();
     let home = passwd_field(USER, 5).unwrap();
     let fake = fake_proc_sys("kernel/apparmor_restrict_unprivileged_userns", "1");
+    // util-linux's setpriv by absolute path: a busybox sh (as in the v2 guest) would
+    // otherwise run its own, smaller setpriv applet in preference to PATH.
+    let setpriv = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("setpriv"))
+        .find(|p| p.is_file())
+        .expect("setpriv (util-linux) is needed for the rootless tests");
     let in_limited_userns = |args: &[&str]| -> Run {
         let script = format!(
-            "echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv --reuid={uid} --regid={uid} --clear-groups env -i HOME={home} PATH=/usr/local/bin:/usr/bin:/bin CFS_FINAL_PROC_SYS={} {} \"$@\"",
+            "echo 0 > /proc/sys/user/max_user_namespaces && exec {} --reuid={uid} --regid={uid} --clear-groups env -i HOME={home} PATH=/usr/local/bin:/usr/bin:/bin CFS_FINAL_PROC_SYS={} {} \"$@\"",
+            setpriv.display(),
             fake.display(),
             bin.display()
         );
