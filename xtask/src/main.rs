@@ -86,19 +86,22 @@ pub fn cargo() -> Command {
 /// `cargo xtask rootfs`: rebuild the default root filesystem on purpose (as root, via the
 /// runner, like every step does on first use).
 fn rootfs(options: &[String]) -> Result<()> {
-    run_cmd(
-        cargo()
-            .args([
-                "run",
-                "--quiet",
-                "-p",
-                "cfs-support",
-                "--bin",
-                "cfs-rootfs",
-                "--",
-            ])
-            .args(options),
-    )
+    run_cmd(cfs_rootfs().args(options))
+}
+
+/// `cargo run` of support's `cfs-rootfs` (it builds as root, through the runner).
+fn cfs_rootfs() -> Command {
+    let mut cmd = cargo();
+    cmd.current_dir(workspace()).args([
+        "run",
+        "--quiet",
+        "-p",
+        "cfs-support",
+        "--bin",
+        "cfs-rootfs",
+        "--",
+    ]);
+    cmd
 }
 
 /// Builds the test binaries of `package` and returns their paths (cargo's JSON messages).
@@ -228,17 +231,7 @@ fn v2_test(extra: &[String]) -> Result<()> {
 /// The default root filesystem, built first (as root, through the runner) if it is missing.
 /// Its one-time build note goes to stderr here, not into anything a caller captures later.
 pub fn default_rootfs() -> Result<PathBuf> {
-    let out = cargo()
-        .current_dir(workspace())
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "cfs-support",
-            "--bin",
-            "cfs-rootfs",
-            "--",
-        ])
+    let out = cfs_rootfs()
         .arg("--if-missing")
         .stderr(std::process::Stdio::inherit())
         .output()
