@@ -151,28 +151,10 @@ fn addresses_dir() -> PathBuf {
 
 /// An exclusive flock(2) on the network state, held while the bridge, the table and the
 /// address files change.
-struct NetLock(#[allow(dead_code)] std::fs::File);
-
-fn lock() -> Result<NetLock> {
+fn lock() -> Result<crate::state::Lock> {
     let dir = addresses_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = network_dir().join("lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
-    loop {
-        // SAFETY: flock(2) on a descriptor we own; released when the file is closed.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok(NetLock(file));
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(err).with_context(|| format!("cannot lock {}", path.display()));
-        }
-    }
+    crate::state::lock_path(&network_dir().join("lock"))
 }
 
 // ANCHOR: prepare

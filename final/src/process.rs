@@ -249,35 +249,25 @@ pub unsafe fn clone_into(
 // ANCHOR: init
 /// The child's life: set the container up, then exec. Never returns.
 pub fn init(cfg: &InitConfig, chan: &Channel, in_cgroup: bool) -> ! {
-    if let Err(err) = setup(cfg, chan, in_cgroup) {
-        let _ = chan.send(&Message::Failed {
-            code: 125,
-            message: format!("{err:#}"),
-        });
-        // SAFETY: _exit(2) is always safe; no destructors or atexit handlers in the child.
-        unsafe { libc::_exit(125) }
-    }
-    let (code, message) = exec(cfg);
+    exec_or_report(setup(cfg, chan, in_cgroup), cfg, chan)
+}
+
+/// After the setup: exec the command, or tell the parent why not (sync 2) and exit with
+/// docker's status (125 setup, 126 not executable, 127 not found).
+fn exec_or_report(setup: Result<()>, cfg: &InitConfig, chan: &Channel) -> ! {
+    let (code, message) = match setup {
+        Ok(()) => exec(cfg),
+        Err(err) => (125, format!("{err:#}")),
+    };
     let _ = chan.send(&Message::Failed { code, message });
-    // SAFETY: as above.
+    // SAFETY: _exit(2) is always safe; no destructors or atexit handlers in the child.
     unsafe { libc::_exit(code) }
 }
 // ANCHOR_END: init
 
 /// For `final exec`: the caller already joined the container; finish and exec.
 pub fn finish_and_exec(cfg: &InitConfig, chan: &Channel) -> ! {
-    if let Err(err) = finish(cfg, chan) {
-        let _ = chan.send(&Message::Failed {
-            code: 125,
-            message: format!("{err:#}"),
-        });
-        // SAFETY: _exit(2) is always safe.
-        unsafe { libc::_exit(125) }
-    }
-    let (code, message) = exec(cfg);
-    let _ = chan.send(&Message::Failed { code, message });
-    // SAFETY: as above.
-    unsafe { libc::_exit(code) }
+    exec_or_report(finish(cfg, chan), cfg, chan)
 }
 
 // ANCHOR: setup

@@ -127,12 +127,16 @@ pub struct Lock {
 }
 
 pub fn lock(id: &str) -> Result<Lock> {
-    let path = container_dir(id).join("lock");
+    lock_path(&container_dir(id).join("lock"))
+}
+
+/// An exclusive flock(2) on the file at `path` (created if missing), retried on EINTR.
+pub fn lock_path(path: &Path) -> Result<Lock> {
     let file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
+        .open(path)
         .with_context(|| format!("cannot open the lock file {}", path.display()))?;
     loop {
         // SAFETY: flock(2) on a file descriptor we own.
