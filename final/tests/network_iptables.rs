@@ -8,7 +8,7 @@
 
 mod common;
 use common::*;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// `iptables -t nat -S` (the whole nat table).
@@ -119,9 +119,9 @@ fn iptables_backend_publishes_ports_and_leaves_no_rules() {
                 assert_eq!(r.code, 125, "{}", r.stderr);
             }
             _ => {
-                let mut child = Command::new(FINAL)
-                    .args([
-                        "run",
+                let mut child = spawn_running(
+                    &name,
+                    &[
                         "--name",
                         &name,
                         "--network",
@@ -130,17 +130,8 @@ fn iptables_backend_publishes_ports_and_leaves_no_rules() {
                         &publish,
                         "sleep",
                         "30",
-                    ])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap();
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while !final_(&["inspect", &name]).stdout.contains("\"running\"") {
-                    assert!(Instant::now() < deadline, "container never ran");
-                    std::thread::sleep(Duration::from_millis(20));
-                }
+                    ],
+                );
                 assert_eq!(container_rules().len(), 1, "{}", nat_rules());
                 child.kill().unwrap(); // SIGKILL: `rm` cleans up after the runtime
                 child.wait().unwrap();

@@ -5,7 +5,6 @@
 
 mod common;
 use common::*;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -68,9 +67,9 @@ fn no_network_leftovers_after_50_runs() {
             }
             _ => {
                 // The runtime SIGKILLed mid-run; `rm` cleans up after it.
-                let mut child = Command::new(FINAL)
-                    .args([
-                        "run",
+                let mut child = spawn_running(
+                    &name,
+                    &[
                         "--name",
                         &name,
                         "--network",
@@ -79,17 +78,8 @@ fn no_network_leftovers_after_50_runs() {
                         &publish,
                         "sleep",
                         "30",
-                    ])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap();
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while !final_(&["inspect", &name]).stdout.contains("\"running\"") {
-                    assert!(Instant::now() < deadline, "container never ran");
-                    std::thread::sleep(Duration::from_millis(20));
-                }
+                    ],
+                );
                 child.kill().unwrap();
                 child.wait().unwrap();
                 ok(&["rm", "-f", &name]);

@@ -229,3 +229,22 @@ pub fn http_get(addr: &str) -> String {
     }
     panic!("no HTTP answer from {addr}: {last}");
 }
+
+/// `final run ARGS` in the background (no stdio), returned once the container named `name`
+/// is running: for tests that then SIGKILL the runtime.
+pub fn spawn_running(name: &str, args: &[&str]) -> std::process::Child {
+    let child = Command::new(FINAL)
+        .arg("run")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !final_(&["inspect", name]).stdout.contains("\"running\"") {
+        assert!(std::time::Instant::now() < deadline, "container never ran");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
