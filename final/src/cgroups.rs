@@ -14,6 +14,16 @@
 //! The cgroup is created by the runtime on the host *before* the container's process exists,
 //! and removed by whoever sees the container end (the runtime, or `rm`/`ps` after the runtime
 //! was killed). Nothing else on the host changes.
+//!
+//! Rootless, cgroups are only possible in a subtree *delegated* to the user on cgroup v2
+//! (`man 7 cgroups`, "Cgroup v2 delegation"): a directory whose owner, `cgroup.procs` and
+//! `cgroup.subtree_control` were given to the user, as systemd does for `user@UID.service`.
+//! The user may create cgroups below it and move its own processes between them, but only
+//! from a process already inside it (the writer needs write access to the `cgroup.procs` of
+//! the common ancestor of the source and destination cgroups). [`delegated`] finds it by
+//! walking up from the caller's own cgroup; the container's cgroup is then
+//! `<delegated>/cfs-final/<id>`. cgroup v1 has no safe delegation, so rootless there gets no
+//! cgroup, and a note says so.
 
 use anyhow::{anyhow, Context, Result};
 use oci_spec::runtime::LinuxResources;
@@ -54,38 +64,102 @@ pub fn layout() -> Layout {
     })
 }
 
-/// The container's cgroup path relative to each hierarchy's root.
-pub fn relative_path(id: &str) -> String {
-    format!("{PARENT}/{id}")
+/// A container's cgroup path relative to each hierarchy's root: `cfs-final/<id>` below the
+/// root (as root) or below a delegated cgroup `base` (rootless, v2; see [`delegated`]).
+pub fn relative_path(base: &str, id: &str) -> String {
+    match base.trim_matches('/') {
+        "" => format!("{PARENT}/{id}"),
+        base => format!("{base}/{PARENT}/{id}"),
+    }
 }
 
-/// The controllers we use that this machine offers, each with its hierarchy's root.
-fn hierarchies() -> &'static [(&'static str, PathBuf)] {
+/// The caller's own cgroup in the unified hierarchy (`0::/path` in /proc/self/cgroup),
+/// without the leading slash; `None` if it has none.
+fn own_v2_cgroup() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| p.trim().trim_matches('/').to_string())
+}
+
+fn owned_by_me(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    std::fs::metadata(path).is_ok_and(|m| m.uid() == me)
+}
+
+/// A cgroup delegated to this (non-root) user: the directory and its `cgroup.procs` and
+/// `cgroup.subtree_control` are the user's.
+fn is_delegated(dir: &Path) -> bool {
+    owned_by_me(dir)
+        && owned_by_me(&dir.join("cgroup.procs"))
+        && owned_by_me(&dir.join("cgroup.subtree_control"))
+}
+
+// ANCHOR: delegated
+/// Where a rootless container's cgroup can go: the top of the delegated subtree the caller
+/// runs in (relative to /sys/fs/cgroup, e.g. `user.slice/user-1000.slice/user@1000.service`
+/// under systemd). The error says why there is none and what to do, for a note.
+pub fn delegated() -> std::result::Result<String, String> {
+    if layout() != Layout::V2 {
+        return Err("this machine uses cgroup v1, which cannot be delegated to an ordinary user safely (rootless limits need cgroup v2)\nfix: run as root for limits, or boot with systemd.unified_cgroup_hierarchy=1 for cgroup v2".into());
+    }
+    let own = own_v2_cgroup().unwrap_or_default();
+    // The highest ancestor-or-self of our cgroup that is delegated to us: moving a process
+    // needs write access to the common ancestor's cgroup.procs, which that one grants.
+    let mut top = None;
+    let mut rel = Path::new(&own);
+    while !rel.as_os_str().is_empty() && is_delegated(&Path::new(ROOT).join(rel)) {
+        top = Some(rel.to_string_lossy().into_owned());
+        rel = rel.parent().unwrap_or(Path::new(""));
+    }
+    if let Some(top) = top {
+        return Ok(top);
+    }
+    // An ssh login or a console session runs in session-N.scope, outside the subtree systemd
+    // delegates to the user's own service manager; systemd-run --user moves us into it.
+    let uid = nix::unistd::geteuid().as_raw();
+    let user_service = format!("user.slice/user-{uid}.slice/user@{uid}.service");
+    let why = if is_delegated(&Path::new(ROOT).join(&user_service)) {
+        format!("systemd delegated /{user_service} to you, but final runs in /{own}, outside it (a login session such as ssh)")
+    } else {
+        format!("your cgroup /{own} is not delegated to you")
+    };
+    Err(format!("{why}\nfix: start final inside your systemd user session: `systemd-run --user --scope final run ...` (or run as root)"))
+}
+// ANCHOR_END: delegated
+
+/// The v1 controllers we use that this machine offers, each with its hierarchy's root.
+fn v1_hierarchies() -> &'static [(&'static str, PathBuf)] {
     static FOUND: OnceLock<Vec<(&'static str, PathBuf)>> = OnceLock::new();
-    FOUND.get_or_init(|| match layout() {
-        // Only controllers the root offers can be enabled (cgroup.controllers).
-        Layout::V2 => {
-            let available =
-                std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
-            CONTROLLERS
-                .iter()
-                .filter(|c| available.split_whitespace().any(|a| a == **c))
-                .map(|c| (*c, PathBuf::from(ROOT)))
-                .collect()
-        }
-        // Every distribution mounts v1 controllers (or a symlink to them, as cpu ->
-        // cpu,cpuacct) at /sys/fs/cgroup/<controller>; `final doctor` checks the same place.
-        Layout::V1 { .. } => CONTROLLERS
+    // Every distribution mounts v1 controllers (or a symlink to them, as cpu ->
+    // cpu,cpuacct) at /sys/fs/cgroup/<controller>; `final doctor` checks the same place.
+    FOUND.get_or_init(|| {
+        CONTROLLERS
             .iter()
             .map(|c| (*c, Path::new(ROOT).join(c)))
             .filter(|(_, root)| root.join("cgroup.procs").exists())
-            .collect(),
+            .collect()
     })
+}
+
+/// The controllers we use that the v2 cgroup `base` offers its descendants: only those in
+/// its `cgroup.controllers` can be enabled below it (all of the machine's at the root; what
+/// was delegated, in a delegated cgroup).
+pub fn v2_controllers(base: &str) -> Vec<&'static str> {
+    let available = std::fs::read_to_string(Path::new(ROOT).join(base).join("cgroup.controllers"))
+        .unwrap_or_default();
+    CONTROLLERS
+        .into_iter()
+        .filter(|c| available.split_whitespace().any(|a| a == *c))
+        .collect()
 }
 
 /// A container's cgroup.
 pub struct ContainerCgroup {
     rel: String,
+    /// The cgroup below which `cfs-final/<id>` lives: "" (the root) or a delegated cgroup.
+    base: String,
     layout: Layout,
     /// (controller, the cgroup's directory in that controller's hierarchy); on v2 every
     /// controller has the same directory.
@@ -109,17 +183,19 @@ fn mkdir(dir: &Path) -> std::io::Result<()> {
 }
 
 impl ContainerCgroup {
-    /// Creates `cfs-final/<id>` and writes the limits. On error nothing is left behind.
-    pub fn create(id: &str, resources: Option<&LinuxResources>) -> Result<ContainerCgroup> {
-        let this = ContainerCgroup::load(id);
+    /// Creates the cgroup `rel` ([`relative_path`]) and writes the limits. On error nothing
+    /// is left behind.
+    pub fn create(rel: &str, resources: Option<&LinuxResources>) -> Result<ContainerCgroup> {
+        let this = ContainerCgroup::at(rel);
         let layout = this.layout;
         let made = (|| -> std::io::Result<()> {
             if layout == Layout::V2 {
-                // Enable our controllers for the children of the root and of cfs-final.
-                let parent = Path::new(ROOT).join(PARENT);
+                // Enable our controllers for the children of the base and of cfs-final.
+                let base = Path::new(ROOT).join(&this.base);
+                let parent = base.join(PARENT);
                 let enable: Vec<String> = this.dirs.iter().map(|(c, _)| format!("+{c}")).collect();
-                for dir in [Path::new(ROOT), parent.as_path()] {
-                    if dir != Path::new(ROOT) {
+                for dir in [base.as_path(), parent.as_path()] {
+                    if dir == parent {
                         mkdir(dir)?;
                     }
                     let control = dir.join("cgroup.subtree_control");
@@ -141,9 +217,14 @@ impl ContainerCgroup {
         })();
         if let Err(e) = made {
             let _ = this.destroy();
+            let fix = if this.base.is_empty() {
+                "run as root, and check `final doctor` for the cgroup controllers"
+            } else {
+                "check `final doctor`: the cgroup delegated to you must be writable"
+            };
             return Err(anyhow!(e)).with_context(|| {
                 format!(
-                    "cannot create the cgroup {} ({layout:?})\nfix: run as root, and check `final doctor` for the cgroup controllers",
+                    "cannot create the cgroup {} ({layout:?})\nfix: {fix}",
                     this.rel
                 )
             });
@@ -157,23 +238,54 @@ impl ContainerCgroup {
         Ok(this)
     }
 
-    /// A handle to an existing container cgroup (for `exec`, `rm`, recovery).
-    pub fn load(id: &str) -> ContainerCgroup {
-        let rel = relative_path(id);
+    /// A handle to the cgroup `rel` as recorded in the container's state (for `exec`, `rm`,
+    /// recovery); it need not exist.
+    pub fn at(rel: &str) -> ContainerCgroup {
+        let rel = rel.trim_matches('/').to_string();
+        // rel is <base>/cfs-final/<id>
+        let base = Path::new(&rel)
+            .parent()
+            .and_then(Path::parent)
+            .map(|b| b.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let layout = layout();
-        let dirs: Vec<(&'static str, PathBuf)> = hierarchies()
-            .iter()
-            .map(|(c, root)| (*c, root.join(&rel)))
-            .collect();
-        let paths = match layout {
-            Layout::V2 => vec![Path::new(ROOT).join(&rel)],
-            Layout::V1 { .. } => dirs.iter().map(|(_, d)| d.clone()).collect(),
+        let (dirs, paths): (Vec<(&'static str, PathBuf)>, Vec<PathBuf>) = match layout {
+            Layout::V2 => {
+                let dir = Path::new(ROOT).join(&rel);
+                let dirs = v2_controllers(&base)
+                    .into_iter()
+                    .map(|c| (c, dir.clone()))
+                    .collect();
+                (dirs, vec![dir])
+            }
+            Layout::V1 { .. } => {
+                let dirs: Vec<(&'static str, PathBuf)> = v1_hierarchies()
+                    .iter()
+                    .map(|(c, root)| (*c, root.join(&rel)))
+                    .collect();
+                let paths = dirs.iter().map(|(_, d)| d.clone()).collect();
+                (dirs, paths)
+            }
         };
         ContainerCgroup {
             rel,
+            base,
             layout,
             dirs,
             paths,
+        }
+    }
+
+    /// The error for a limit whose controller this cgroup does not have.
+    fn missing(&self, option: &str, controller: &str) -> anyhow::Error {
+        if self.base.is_empty() {
+            anyhow!("{option} needs the {controller} cgroup controller, which is not available\nfix: see `final doctor`")
+        } else {
+            anyhow!(
+                "{option} needs the {controller} cgroup controller, which is not delegated to you (/sys/fs/cgroup/{}/cgroup.controllers)\n\
+                 fix: have systemd delegate it to users: sudo mkdir -p /etc/systemd/system/user@.service.d && printf '[Service]\\nDelegate=cpu cpuset io memory pids\\n' | sudo tee /etc/systemd/system/user@.service.d/delegate.conf && sudo systemctl daemon-reload, then log in again",
+                self.base
+            )
         }
     }
 
@@ -195,7 +307,9 @@ impl ContainerCgroup {
         };
         let v2 = self.layout == Layout::V2;
         if let Some(mem) = res.memory() {
-            let dir = self.dir_of("memory").ok_or_else(|| anyhow!("--memory needs the memory cgroup controller, which is not available\nfix: see `final doctor`"))?;
+            let dir = self
+                .dir_of("memory")
+                .ok_or_else(|| self.missing("--memory", "memory"))?;
             if let Some(limit) = mem.limit() {
                 let value = |v: i64| match (v2, v) {
                     (true, -1) => "max".to_string(),
@@ -225,7 +339,9 @@ impl ContainerCgroup {
             }
         }
         if let Some(pids) = res.pids() {
-            let dir = self.dir_of("pids").ok_or_else(|| anyhow!("--pids-limit needs the pids cgroup controller, which is not available\nfix: see `final doctor`"))?;
+            let dir = self
+                .dir_of("pids")
+                .ok_or_else(|| self.missing("--pids-limit", "pids"))?;
             let limit = match pids.limit() {
                 n if n < 0 => "max".to_string(),
                 n => n.to_string(),
@@ -234,7 +350,9 @@ impl ContainerCgroup {
         }
         if let Some(cpu) = res.cpu() {
             if let Some(quota) = cpu.quota() {
-                let dir = self.dir_of("cpu").ok_or_else(|| anyhow!("--cpus needs the cpu cgroup controller, which is not available\nfix: see `final doctor`"))?;
+                let dir = self
+                    .dir_of("cpu")
+                    .ok_or_else(|| self.missing("--cpus", "cpu"))?;
                 if v2 {
                     let quota = if quota > 0 {
                         quota.to_string()

@@ -93,11 +93,10 @@ fn cleanup(rec: &Record, remove: bool) -> Result<()> {
         Some(att) => crate::network::release(id, att),
         None => Ok(()),
     };
-    // Rootless containers have no cgroup of ours (see `start`).
-    let cg_result = if nix::unistd::geteuid().is_root() {
-        ContainerCgroup::load(id).destroy()
-    } else {
-        Ok(())
+    // A rootless container without a delegated cgroup has none (see `start`).
+    let cg_result = match rec.cgroup.as_str() {
+        "" => Ok(()),
+        rel => ContainerCgroup::at(rel).destroy(),
     };
     let layer = state::container_data_dir(id);
     for sub in ["upper", "work"] {
@@ -195,7 +194,7 @@ pub fn create(spec: Spec, opts: CreateOptions) -> Result<i32> {
             .and_then(|p| p.args().clone())
             .unwrap_or_default(),
         image: image.clone(),
-        cgroup: crate::cgroups::relative_path(&id),
+        cgroup: cgroup_path(&id, &spec),
         log: opts
             .detach
             .then(|| state::container_data_dir(&id).join("container.log")),
@@ -261,6 +260,32 @@ fn check_network(spec: &Spec, opts: &CreateOptions) -> Result<()> {
     Ok(())
 }
 
+// ANCHOR: rootless_cgroup
+/// Where the container's cgroup goes ([`crate::cgroups::relative_path`]): below the root of
+/// each hierarchy for root; for a rootless user, below the cgroup v2 subtree delegated to
+/// it (systemd's `user@UID.service`), or nowhere ("") if there is none, with a note when
+/// limits were asked for rather than silently ignoring them.
+fn cgroup_path(id: &str, spec: &Spec) -> String {
+    if nix::unistd::geteuid().is_root() {
+        return crate::cgroups::relative_path("", id);
+    }
+    match crate::cgroups::delegated() {
+        Ok(base) => crate::cgroups::relative_path(&base, id),
+        Err(why) => {
+            let limited = spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.resources().as_ref())
+                .is_some_and(|r| r.memory().is_some() || r.cpu().is_some() || r.pids().is_some());
+            if limited {
+                eprintln!("final: note: --memory/--cpus/--pids-limit are not applied: a rootless container gets a cgroup only in a cgroup v2 subtree delegated to you, and {why}");
+            }
+            String::new()
+        }
+    }
+}
+// ANCHOR_END: rootless_cgroup
+
 enum Started {
     Foreground(i32),
     DetachedParent,
@@ -286,21 +311,10 @@ impl std::error::Error for CommandFailed {}
 fn start(spec: &Spec, opts: &CreateOptions, rec: &mut Record, image: &Path) -> Result<Started> {
     let id = rec.id.clone();
     let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    // ANCHOR: rootless_cgroup
-    // cgroups need root here: a rootless user could only use a cgroup v2 subtree delegated
-    // to it (systemd's user@.service), which final does not use yet. Say so when limits
-    // were asked for rather than silently ignoring them.
-    let cg = if nix::unistd::geteuid().is_root() {
-        Some(ContainerCgroup::create(&id, resources)?)
-    } else {
-        let limited = resources
-            .is_some_and(|r| r.memory().is_some() || r.cpu().is_some() || r.pids().is_some());
-        if limited {
-            eprintln!("final: note: --memory/--cpus/--pids-limit are not applied: a rootless container gets no cgroup (final does not use delegated cgroup v2 subtrees yet); run as root for limits");
-        }
-        None
+    let cg = match rec.cgroup.as_str() {
+        "" => None,
+        rel => Some(ContainerCgroup::create(rel, resources)?),
     };
-    // ANCHOR_END: rootless_cgroup
     let mapping = crate::userns::from_spec(spec);
 
     // --network bridge: an address and the published ports, recorded before anything else
@@ -977,9 +991,7 @@ pub fn exec(what: &str, args: Vec<String>, env: Vec<(String, String)>, tty: bool
     };
     let mut cfg = InitConfig::from_spec(&spec, Vec::new(), stdio, true)?;
     cfg.setgroups_denied = crate::userns::from_spec(&spec).is_some_and(|m| m.setgroups_denied);
-    let cg = nix::unistd::geteuid()
-        .is_root()
-        .then(|| ContainerCgroup::load(&rec.id));
+    let cg = (!rec.cgroup.is_empty()).then(|| ContainerCgroup::at(&rec.cgroup));
     let (parent_chan, child_chan) = channel::pair()?;
     let signals = monitor_signals();
     let old_mask = signals.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;

@@ -71,7 +71,7 @@ pub fn run() -> i32 {
             Ok(Some(_)) => notes.push("rootless id map: only your own id (root inside); for more ids install uidmap (newuidmap) and give your user ranges in /etc/subuid and /etc/subgid".into()),
             _ => {}
         }
-        notes.push("rootless containers get no cgroup: --memory/--cpus/--pids-limit are not applied, and --network bridge needs root".into());
+        notes.push("--network bridge needs root (without root: none or host)".into());
     }
     if root
         && crate::network::binary("nft").is_none()
@@ -84,24 +84,6 @@ pub fn run() -> i32 {
     }
 
     let layout = crate::cgroups::layout();
-    let (controllers, where_) = match layout {
-        crate::cgroups::Layout::V2 => (
-            read("/sys/fs/cgroup/cgroup.controllers"),
-            "/sys/fs/cgroup/cgroup.controllers",
-        ),
-        crate::cgroups::Layout::V1 { .. } => {
-            let found: Vec<&str> = ["memory", "pids", "cpu"]
-                .into_iter()
-                .filter(|c| {
-                    Path::new("/sys/fs/cgroup")
-                        .join(c)
-                        .join("cgroup.procs")
-                        .exists()
-                })
-                .collect();
-            (found.join(" "), "/sys/fs/cgroup/<controller>")
-        }
-    };
     let layout_name = match layout {
         crate::cgroups::Layout::V2 => "v2 (unified)",
         crate::cgroups::Layout::V1 { hybrid: true } => {
@@ -110,12 +92,61 @@ pub fn run() -> i32 {
         crate::cgroups::Layout::V1 { hybrid: false } => "v1",
     };
     checks.push(check(true, format!("cgroups: {layout_name}"), ""));
-    for c in ["memory", "pids", "cpu"] {
-        let ok = controllers.split_whitespace().any(|x| x == c);
+    // Which cgroup the limits go to: the root of each hierarchy (root), or the subtree
+    // delegated to a rootless user (cgroups.rs), whose controllers are what it was given.
+    let delegated = if root {
+        Some(String::new())
+    } else {
+        match crate::cgroups::delegated() {
+            Ok(base) => {
+                checks.push(check(
+                    true,
+                    format!("rootless cgroup: /sys/fs/cgroup/{base} is delegated to you (containers get their limits below it)"),
+                    "",
+                ));
+                Some(base)
+            }
+            Err(why) => {
+                notes.push(format!(
+                    "rootless containers get no cgroup here, so --memory/--cpus/--pids-limit are not applied: {}",
+                    why.replace('\n', "; ")
+                ));
+                None
+            }
+        }
+    };
+    let controllers = match (layout, &delegated) {
+        (_, None) => None,
+        (crate::cgroups::Layout::V2, Some(base)) => Some((
+            crate::cgroups::v2_controllers(base),
+            format!("/sys/fs/cgroup/{base}/cgroup.controllers").replace("//", "/"),
+        )),
+        (crate::cgroups::Layout::V1 { .. }, Some(_)) => Some((
+            ["memory", "pids", "cpu"]
+                .into_iter()
+                .filter(|c| {
+                    Path::new("/sys/fs/cgroup")
+                        .join(c)
+                        .join("cgroup.procs")
+                        .exists()
+                })
+                .collect(),
+            "/sys/fs/cgroup/<controller>".to_string(),
+        )),
+    };
+    for (c, (found, where_)) in ["memory", "pids", "cpu"]
+        .into_iter()
+        .flat_map(|c| controllers.as_ref().map(|f| (c, f)))
+    {
+        let fix = if root {
+            format!("enable the {c} controller: boot with cgroup_enable={c} (v1) or make sure systemd delegates it (v2: `cat /sys/fs/cgroup/cgroup.controllers`)")
+        } else {
+            "have systemd delegate it to users: a drop-in /etc/systemd/system/user@.service.d/delegate.conf with `[Service]` and `Delegate=cpu cpuset io memory pids`, then `systemctl daemon-reload` and log in again".to_string()
+        };
         checks.push(check(
-            ok,
+            found.contains(&c),
             format!("cgroup controller {c} ({where_})"),
-            format!("enable the {c} controller: boot with cgroup_enable={c} (v1) or make sure systemd delegates it (v2: `cat /sys/fs/cgroup/cgroup.controllers`)"),
+            fix,
         ));
     }
 
