@@ -29,6 +29,9 @@
 //! iptables program instead ([`ensure_chains`]): chains `CFS-POSTROUTING` and `CFS-DNAT` in
 //! the nat table (and `CFS-FORWARD` in filter when FORWARD's policy is DROP), created once;
 //! one DNAT rule per published port, commented `cfs:ID`, removed by [`release`].
+//!
+//! Either way, when iptables' FORWARD policy is DROP (docker's), a chain `CFS-FORWARD` jumped
+//! to from FORWARD lets the bridge's traffic through ([`ensure_forward_accepted`]).
 
 use crate::netlink::{self, Netlink};
 use crate::parse::Port;
@@ -180,7 +183,10 @@ pub fn prepare(id: &str, ports: &[Port]) -> Result<Attachment> {
     let _lock = lock()?;
     ensure_bridge()?;
     match firewall {
-        Firewall::Nft => ensure_table()?,
+        Firewall::Nft => {
+            ensure_table()?;
+            ensure_forward_accepted()?;
+        }
         Firewall::Iptables => ensure_chains()?,
     }
     let ip = allocate(id)?;
@@ -374,26 +380,57 @@ fn ensure_chains() -> Result<()> {
         let spec = ["-m", "addrtype", "--dst-type", "LOCAL", "-j", IPT_DNAT];
         rule("nat", hook, &spec, false)?;
     }
-    // A DROP policy (docker sets one) would drop the bridge's forwarded traffic.
-    let forward = iptables(&["-t", "filter", "-S", "FORWARD"])?;
-    if forward.lines().any(|l| l.trim() == "-P FORWARD DROP") {
-        chain("filter", IPT_FORWARD)?;
-        rule(
-            "filter",
-            IPT_FORWARD,
-            &["-i", BRIDGE, "-j", "ACCEPT"],
-            false,
-        )?;
-        rule(
-            "filter",
-            IPT_FORWARD,
-            &["-o", BRIDGE, "-j", "ACCEPT"],
-            false,
-        )?;
-        rule("filter", "FORWARD", &["-j", IPT_FORWARD], true)?;
-    }
-    Ok(())
+    ensure_forward_accepted()
 }
+
+// ANCHOR: forward_accept
+/// A DROP policy in iptables' filter FORWARD (docker sets one when it starts) drops the
+/// bridge's forwarded traffic: the containers' outbound connections and ports published to
+/// other machines. An accept in our own nft table cannot help: a packet passes every base
+/// chain on the forward hook, and a drop in any of them is final (`man 8 nft`, VERDICT
+/// STATEMENT). So the
+/// exception goes into iptables' own chain, whichever backend holds our NAT rules: a chain
+/// `CFS-FORWARD` accepting what enters or leaves the bridge, jumped to first. Checked at
+/// every bridged start, as docker may have started since the last one. Under the lock.
+fn ensure_forward_accepted() -> Result<()> {
+    if binary("iptables").is_none() {
+        return Ok(());
+    }
+    let forward = iptables(&["-t", "filter", "-S", "FORWARD"])?;
+    if !forward.lines().any(|l| l.trim() == "-P FORWARD DROP")
+        || forward
+            .lines()
+            .any(|l| l.trim() == format!("-A FORWARD -j {IPT_FORWARD}"))
+    {
+        return Ok(());
+    }
+    if iptables(&["-t", "filter", "-S", IPT_FORWARD]).is_err() {
+        iptables(&["-t", "filter", "-N", IPT_FORWARD])?;
+    }
+    for dir in ["-i", "-o"] {
+        let spec = [
+            "-t",
+            "filter",
+            "-C",
+            IPT_FORWARD,
+            dir,
+            BRIDGE,
+            "-j",
+            "ACCEPT",
+        ];
+        if iptables(&spec).is_err() {
+            let mut add = spec;
+            add[2] = "-A";
+            iptables(&add)?;
+        }
+    }
+    iptables(&["-t", "filter", "-I", "FORWARD", "-j", IPT_FORWARD])
+        .map(drop)
+        .context(
+            "cannot let the bridge's traffic through iptables' FORWARD chain (its policy is DROP)",
+        )
+}
+// ANCHOR_END: forward_accept
 
 /// One DNAT rule per published port, commented `cfs:ID`; a host port another container
 /// holds is refused. On error none of this container's rules is left. Under the lock.

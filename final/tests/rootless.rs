@@ -155,15 +155,7 @@ fn as_user_in(cgroup: Option<&Path>, user: &str, env: &[(&str, &str)], args: &[&
     }
     let out = cmd.stdin(Stdio::null()).output().unwrap();
     drop(procs);
-    use std::os::unix::process::ExitStatusExt;
-    Run {
-        code: out
-            .status
-            .code()
-            .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0)),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    finish(out)
 }
 
 /// `final run --rm --rootfs R [opts] sh -c SCRIPT` as `user`, asserting success.
@@ -555,12 +547,7 @@ fn kernel_refusal_under_the_apparmor_switch_names_it_with_the_fix() {
         // capabilities); it execs the script now, as the mapped root.
         use std::io::Write;
         child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-        let out = child.wait_with_output().unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        finish(child.wait_with_output().unwrap())
     };
     let run = in_limited_userns(&["run", "--rm", "--rootfs", rootfs.to_str().unwrap(), "true"]);
     let doctor = in_limited_userns(&["doctor"]);

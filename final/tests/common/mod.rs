@@ -25,7 +25,7 @@ pub struct Run {
     pub stderr: String,
 }
 
-fn finish(out: Output) -> Run {
+pub fn finish(out: Output) -> Run {
     use std::os::unix::process::ExitStatusExt;
     let code = out
         .status
