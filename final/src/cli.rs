@@ -93,6 +93,10 @@ pub struct RunArgs {
     /// Maximum number of processes.
     #[arg(long, value_parser = parse::pids_limit, allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
+    /// A resource limit (setrlimit): TYPE=SOFT[:HARD], e.g. nofile=1024:4096 (repeatable;
+    /// -1 means unlimited). Without it the container inherits final's own limits.
+    #[arg(long = "ulimit", value_parser = parse::ulimit, allow_hyphen_values = true)]
+    pub ulimits: Vec<oci_spec::runtime::PosixRlimit>,
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,

@@ -69,6 +69,7 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
                 memory: args.memory,
                 cpus: args.cpus,
                 pids_limit: args.pids_limit,
+                ulimits: args.ulimits,
                 tty,
                 network: args.network,
                 userns,

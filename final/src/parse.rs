@@ -57,6 +57,61 @@ pub fn pids_limit(text: &str) -> Result<i64, String> {
     }
 }
 
+/// `--ulimit TYPE=SOFT[:HARD]` (docker's syntax; `man 2 getrlimit`): TYPE is a resource
+/// name without `RLIMIT_` (nofile, nproc, core, ...), -1 or `unlimited` means no limit, and
+/// HARD defaults to SOFT.
+pub fn ulimit(text: &str) -> Result<oci_spec::runtime::PosixRlimit, String> {
+    use oci_spec::runtime::PosixRlimitType as T;
+    let usage = "use TYPE=SOFT[:HARD], e.g. --ulimit nofile=1024:4096 (-1 means unlimited)";
+    let (name, values) = text
+        .split_once('=')
+        .ok_or_else(|| format!("invalid --ulimit {text:?}: {usage}"))?;
+    let typ = match name.trim().to_ascii_lowercase().as_str() {
+        "core" => T::RlimitCore,
+        "cpu" => T::RlimitCpu,
+        "data" => T::RlimitData,
+        "fsize" => T::RlimitFsize,
+        "locks" => T::RlimitLocks,
+        "memlock" => T::RlimitMemlock,
+        "msgqueue" => T::RlimitMsgqueue,
+        "nice" => T::RlimitNice,
+        "nofile" => T::RlimitNofile,
+        "nproc" => T::RlimitNproc,
+        "rss" => T::RlimitRss,
+        "rtprio" => T::RlimitRtprio,
+        "rttime" => T::RlimitRttime,
+        "sigpending" => T::RlimitSigpending,
+        "stack" => T::RlimitStack,
+        "as" => T::RlimitAs,
+        other => return Err(format!(
+            "invalid --ulimit {text:?}: unknown type {other:?} (core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack, as)"
+        )),
+    };
+    let value = |v: &str| -> Result<u64, String> {
+        match v.trim() {
+            "-1" | "unlimited" => Ok(u64::MAX), // RLIM_INFINITY
+            v => v
+                .parse::<u64>()
+                .map_err(|_| format!("invalid --ulimit {text:?}: {v:?} is not a number; {usage}")),
+        }
+    };
+    let (soft, hard) = match values.split_once(':') {
+        Some((s, h)) => (value(s)?, value(h)?),
+        None => (value(values)?, value(values)?),
+    };
+    if soft > hard {
+        return Err(format!(
+            "invalid --ulimit {text:?}: the soft limit is above the hard limit"
+        ));
+    }
+    oci_spec::runtime::PosixRlimitBuilder::default()
+        .typ(typ)
+        .soft(soft)
+        .hard(hard)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 /// `KEY=VALUE` for `--env` and `--label`. `what` names the flag in messages.
 pub fn key_value(text: &str, what: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -349,6 +404,29 @@ pub fn userns(text: &str) -> Result<Userns, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ulimits() {
+        use oci_spec::runtime::PosixRlimitType as T;
+        let r = ulimit("nofile=512:1024").unwrap();
+        assert_eq!((r.typ(), r.soft(), r.hard()), (T::RlimitNofile, 512, 1024));
+        let r = ulimit("core=-1").unwrap();
+        assert_eq!(
+            (r.typ(), r.soft(), r.hard()),
+            (T::RlimitCore, u64::MAX, u64::MAX)
+        );
+        let r = ulimit("NPROC=10:unlimited").unwrap();
+        assert_eq!(
+            (r.typ(), r.soft(), r.hard()),
+            (T::RlimitNproc, 10, u64::MAX)
+        );
+        assert!(ulimit("nofile=2048:1024")
+            .unwrap_err()
+            .contains("above the hard"));
+        assert!(ulimit("files=1").unwrap_err().contains("unknown type"));
+        assert!(ulimit("nofile").unwrap_err().contains("TYPE=SOFT"));
+        assert!(ulimit("nofile=lots").unwrap_err().contains("not a number"));
+    }
 
     #[test]
     fn memory_units() {

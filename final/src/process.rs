@@ -46,6 +46,8 @@ pub struct InitConfig {
     /// The container's PATH, for finding argv[0] (not the runtime's PATH).
     pub path: Vec<Vec<u8>>,
     pub caps: CapSets,
+    /// The spec's rlimits (`process.rlimits`), set before the capabilities are dropped.
+    pub rlimits: Vec<(nix::sys::resource::Resource, u64, u64)>,
     pub no_new_privs: bool,
     pub seccomp: Vec<seccompiler::BpfProgram>,
     pub stdio: Stdio,
@@ -63,6 +65,30 @@ pub struct InitConfig {
     /// Wait for the parent's `Proceed` (sync 1) before the setup: only when the parent has
     /// work on the child's behalf first (user id maps, the veth pair).
     pub wait_for_parent: bool,
+}
+
+/// The setrlimit(2) resource for an OCI rlimit type.
+fn resource(typ: oci_spec::runtime::PosixRlimitType) -> nix::sys::resource::Resource {
+    use nix::sys::resource::Resource as R;
+    use oci_spec::runtime::PosixRlimitType as T;
+    match typ {
+        T::RlimitCpu => R::RLIMIT_CPU,
+        T::RlimitFsize => R::RLIMIT_FSIZE,
+        T::RlimitData => R::RLIMIT_DATA,
+        T::RlimitStack => R::RLIMIT_STACK,
+        T::RlimitCore => R::RLIMIT_CORE,
+        T::RlimitRss => R::RLIMIT_RSS,
+        T::RlimitNproc => R::RLIMIT_NPROC,
+        T::RlimitNofile => R::RLIMIT_NOFILE,
+        T::RlimitMemlock => R::RLIMIT_MEMLOCK,
+        T::RlimitAs => R::RLIMIT_AS,
+        T::RlimitLocks => R::RLIMIT_LOCKS,
+        T::RlimitSigpending => R::RLIMIT_SIGPENDING,
+        T::RlimitMsgqueue => R::RLIMIT_MSGQUEUE,
+        T::RlimitNice => R::RLIMIT_NICE,
+        T::RlimitRtprio => R::RLIMIT_RTPRIO,
+        T::RlimitRttime => R::RLIMIT_RTTIME,
+    }
 }
 
 fn cstring(s: &str, what: &str) -> Result<CString> {
@@ -159,6 +185,12 @@ impl InitConfig {
             envp,
             path,
             caps: CapSets::from_spec(process.capabilities().as_ref())?,
+            rlimits: process
+                .rlimits()
+                .iter()
+                .flatten()
+                .map(|r| (resource(r.typ()), r.soft(), r.hard()))
+                .collect(),
             no_new_privs: process.no_new_privileges().unwrap_or(false),
             seccomp,
             stdio,
@@ -368,6 +400,21 @@ pub fn finish(cfg: &InitConfig, chan: &Channel) -> Result<()> {
     }
 
     // ANCHOR: privileges
+    // Resource limits first: raising a hard limit needs CAP_SYS_RESOURCE (in the initial
+    // user namespace, so never rootless), which is about to go (`man 2 setrlimit`).
+    for &(resource, soft, hard) in &cfg.rlimits {
+        nix::sys::resource::setrlimit(resource, soft, hard).with_context(|| {
+            let show = |v: u64| match v {
+                u64::MAX => "unlimited".to_string(),
+                v => v.to_string(),
+            };
+            format!(
+                "cannot set {resource:?} to {}:{} (raising a hard limit above the runtime's needs root)",
+                show(soft),
+                show(hard)
+            )
+        })?;
+    }
     cfg.caps.drop_bounding()?;
     let gids: Vec<Gid> = cfg
         .additional_gids

@@ -35,6 +35,9 @@ pub struct RunOptions {
     pub memory: Option<i64>,
     pub cpus: Option<f64>,
     pub pids_limit: Option<i64>,
+    /// `--ulimit`: the process's rlimits; none means the runtime's own are inherited (as
+    /// docker's containers inherit dockerd's).
+    pub ulimits: Vec<oci_spec::runtime::PosixRlimit>,
     pub tty: bool,
     /// `--network host` leaves the network namespace out of the spec (the host's is shared).
     pub network: crate::parse::Network,
@@ -423,6 +426,10 @@ pub fn build(opts: &RunOptions) -> Result<Spec> {
         )
         .no_new_privileges(true)
         .build()?;
+    // The builder's default holds RLIMIT_NOFILE 1024 (runc's `spec`); `final run` keeps the
+    // runtime's limits unless told otherwise, as docker does.
+    let mut process = process;
+    process.set_rlimits((!opts.ulimits.is_empty()).then(|| opts.ulimits.clone()));
 
     // ANCHOR: volumes
     let mut mounts = default_mounts()?;

@@ -31,6 +31,11 @@ fn bad_input_is_refused_with_a_reason() {
     refused(&["run", "-e", "=x", "true"], "KEY=VALUE");
     refused(&["run", "--memory", "12q", "true"], "12q");
     refused(&["run", "--cpus", "-1", "true"], "--cpus");
+    refused(
+        &["run", "--ulimit", "nofile=2048:1024", "true"],
+        "above the hard",
+    );
+    refused(&["run", "--ulimit", "files=10", "true"], "unknown type");
     refused(&["run", "-u", "nosuchuser", "true"], "unknown user");
     refused(&["run", "-w", "/etc/passwd", "true"], "not a directory");
     let name = unique("dup");

@@ -121,3 +121,62 @@ fn exit_codes_follow_docker() {
     assert_eq!(ne.code, 126, "{}", ne.stderr);
     assert_eq!(final_(&["run", "--rm", "/no/such/file"]).code, 127);
 }
+
+/// `--ulimit` sets the container's rlimits (and an exec'd process's: the same spec); without
+/// it the container has the runtime's own, as a docker container has dockerd's. A hard
+/// limit above the runtime's is refused for a runtime without CAP_SYS_RESOURCE, by the
+/// kernel: here the runtime is root, so it is granted.
+#[test]
+fn ulimit_sets_rlimits_and_exec_gets_them_too() {
+    let name = unique("ulimit");
+    ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--ulimit",
+        "nofile=512:4096",
+        "--ulimit",
+        "core=0:-1",
+        "sleep",
+        "30",
+    ]);
+    let exec = ok(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "ulimit -Sn; ulimit -Hn; ulimit -Hc",
+    ]);
+    let pid = {
+        let json = ok(&["inspect", &name]);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v[0]["pid"].as_i64().unwrap()
+    };
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    ok(&["rm", "-f", &name]);
+    assert_eq!(
+        exec.lines().collect::<Vec<_>>(),
+        ["512", "4096", "unlimited"]
+    );
+    let line = |name: &str| -> Vec<String> {
+        limits
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {limits}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(line("Max open files")[3..5], ["512", "4096"]);
+    assert_eq!(line("Max core file size")[4..6], ["0", "unlimited"]);
+
+    // No --ulimit: the runtime's own limits (this test process's, inherited through it).
+    let (soft, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let inherited = sh(&[], "ulimit -Sn; ulimit -Hn");
+    assert_eq!(
+        inherited.lines().collect::<Vec<_>>(),
+        [soft.to_string(), hard.to_string()]
+    );
+}
