@@ -36,6 +36,9 @@ use std::time::{Duration, Instant};
 pub const PARENT: &str = "cfs-final";
 
 const CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
+/// On v1 the device rules ([`crate::devices`]) need the `devices` hierarchy too; on v2
+/// they are an eBPF program attached to the cgroup, not a controller.
+const V1_CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "devices"];
 
 const ROOT: &str = "/sys/fs/cgroup";
 
@@ -135,7 +138,7 @@ fn v1_hierarchies() -> &'static [(&'static str, PathBuf)] {
     // Every distribution mounts v1 controllers (or a symlink to them, as cpu ->
     // cpu,cpuacct) at /sys/fs/cgroup/<controller>; `final doctor` checks the same place.
     FOUND.get_or_init(|| {
-        CONTROLLERS
+        V1_CONTROLLERS
             .iter()
             .map(|c| (*c, Path::new(ROOT).join(c)))
             .filter(|(_, root)| root.join("cgroup.procs").exists())
@@ -347,6 +350,19 @@ impl ContainerCgroup {
                 n => n.to_string(),
             };
             set(dir, "pids.max", limit, "the pids limit")?;
+        }
+        if let Some(rules) = res.devices().as_ref().filter(|r| !r.is_empty()) {
+            match self.layout {
+                Layout::V2 => crate::devices::attach(&self.paths[0], rules)?,
+                Layout::V1 { .. } => {
+                    let dir = self.dir_of("devices").ok_or_else(|| {
+                        anyhow!("the device rules need the devices cgroup controller (/sys/fs/cgroup/devices), which is not mounted\nfix: see `final doctor`")
+                    })?;
+                    for (file, line) in crate::devices::v1_lines(rules) {
+                        set(dir, file, line, "the device rules")?;
+                    }
+                }
+            }
         }
         if let Some(cpu) = res.cpu() {
             if let Some(quota) = cpu.quota() {

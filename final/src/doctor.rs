@@ -122,7 +122,7 @@ pub fn run() -> i32 {
             format!("/sys/fs/cgroup/{base}/cgroup.controllers").replace("//", "/"),
         )),
         (crate::cgroups::Layout::V1 { .. }, Some(_)) => Some((
-            ["memory", "pids", "cpu"]
+            ["memory", "pids", "cpu", "devices"]
                 .into_iter()
                 .filter(|c| {
                     Path::new("/sys/fs/cgroup")
@@ -134,8 +134,15 @@ pub fn run() -> i32 {
             "/sys/fs/cgroup/<controller>".to_string(),
         )),
     };
-    for (c, (found, where_)) in ["memory", "pids", "cpu"]
-        .into_iter()
+    let v1 = matches!(layout, crate::cgroups::Layout::V1 { .. });
+    let wanted: &[&str] = if v1 && root {
+        &["memory", "pids", "cpu", "devices"]
+    } else {
+        &["memory", "pids", "cpu"]
+    };
+    for (c, (found, where_)) in wanted
+        .iter()
+        .copied()
         .flat_map(|c| controllers.as_ref().map(|f| (c, f)))
     {
         let fix = if root {
@@ -147,6 +154,15 @@ pub fn run() -> i32 {
             found.contains(&c),
             format!("cgroup controller {c} ({where_})"),
             fix,
+        ));
+    }
+    // On v2 the device rules are an eBPF program: try loading one (not attached anywhere).
+    if root && !v1 {
+        let loaded = crate::devices::can_load();
+        checks.push(check(
+            loaded.is_ok(),
+            "device rules: a cgroup device eBPF program loads (CONFIG_CGROUP_BPF)",
+            loaded.err().map(|e| format!("{e:#}")).unwrap_or_default(),
         ));
     }
 

@@ -10,6 +10,7 @@
 //! - [`channel`]: the numbered parent/child sync points;
 //! - [`rootfs`]: the mount plan (overlay root, pivot_root, /proc, /dev, /sys, volumes, masks);
 //! - [`cgroups`]: limits on cgroup v1, hybrid and v2, written straight to cgroupfs;
+//! - [`devices`]: which device nodes a container may use (v1 files, a v2 eBPF program);
 //! - [`network`]: `--network none|host|bridge`: loopback, veth + bridge, addresses, NAT;
 //! - [`netlink`]: the small synchronous rtnetlink client `network` uses;
 //! - [`security`]: capabilities, no_new_privs, seccomp;
@@ -26,6 +27,8 @@ pub mod cgroups;
 pub mod channel;
 #[cfg(target_os = "linux")]
 pub mod container;
+#[cfg(target_os = "linux")]
+pub mod devices;
 #[cfg(target_os = "linux")]
 pub mod doctor;
 #[cfg(target_os = "linux")]

@@ -69,6 +69,54 @@ pub const DEFAULT_CAPS: [Capability; 14] = [
 ];
 // ANCHOR_END: caps
 
+// ANCHOR: devices
+/// Docker's device rules (as runc's default list): deny every device, then allow creating
+/// any character or block node (CAP_MKNOD stays in the set) but *using* only the few a
+/// program expects: null, zero, full, random, urandom, tty, console, ptmx and the pty
+/// slaves (`c 136:*`). So a node for the host's disk can be made, and not opened.
+/// (type, major, minor, access); `None` is `*`.
+pub const DEFAULT_DEVICES: [(char, Option<i64>, Option<i64>, &str); 11] = [
+    ('c', None, None, "m"),
+    ('b', None, None, "m"),
+    ('c', Some(1), Some(3), "rwm"), // null
+    ('c', Some(1), Some(5), "rwm"), // zero
+    ('c', Some(1), Some(7), "rwm"), // full
+    ('c', Some(1), Some(8), "rwm"), // random
+    ('c', Some(1), Some(9), "rwm"), // urandom
+    ('c', Some(5), Some(0), "rwm"), // tty
+    ('c', Some(5), Some(1), "rwm"), // console
+    ('c', Some(5), Some(2), "rwm"), // ptmx
+    ('c', Some(136), None, "rwm"),  // pts/*
+];
+// ANCHOR_END: devices
+
+/// [`DEFAULT_DEVICES`] as OCI rules, after the deny-everything rule.
+fn device_rules() -> Result<Vec<oci_spec::runtime::LinuxDeviceCgroup>> {
+    use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType};
+    let mut rules = vec![LinuxDeviceCgroupBuilder::default()
+        .allow(false)
+        .access("rwm")
+        .build()?];
+    for (typ, major, minor, access) in DEFAULT_DEVICES {
+        let mut rule = LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(if typ == 'b' {
+                LinuxDeviceType::B
+            } else {
+                LinuxDeviceType::C
+            })
+            .access(access);
+        if let Some(m) = major {
+            rule = rule.major(m);
+        }
+        if let Some(m) = minor {
+            rule = rule.minor(m);
+        }
+        rules.push(rule.build()?);
+    }
+    Ok(rules)
+}
+
 // ANCHOR: masked
 /// Paths under /proc and /sys that leak host information or offer host control; docker hides
 /// them (files: /dev/null bound over them; directories: an empty read-only tmpfs).
@@ -528,6 +576,12 @@ pub fn build(opts: &RunOptions) -> Result<Spec> {
     }
     if let Some(limit) = opts.pids_limit {
         resources = resources.pids(LinuxPidsBuilder::default().limit(limit).build()?);
+    }
+    // Rootless: no device rules. Loading the v2 device program needs root, and they would
+    // add nothing: mknod(2) of a device is refused in a user namespace, so the container can
+    // open only device nodes its user could open anyway.
+    if nix::unistd::geteuid().is_root() {
+        resources = resources.devices(device_rules()?);
     }
 
     let mut linux = LinuxBuilder::default();
