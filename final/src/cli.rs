@@ -18,6 +18,10 @@ pub struct Cli {
 pub enum Command {
     /// Run CMD [ARGS]... in a new container.
     Run(Box<RunArgs>),
+    /// Print the OCI runtime spec (config.json) that `run` builds from the same options, for
+    /// runc, crun or any OCI runtime (`final spec --rootfs DIR sh > config.json`).
+    /// -d, --rm, --name, --label and -p do not change it.
+    Spec(Box<RunArgs>),
     /// List containers (running ones; -a for all).
     Ps(PsArgs),
     /// Print a container's full record as JSON.

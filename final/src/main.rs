@@ -53,27 +53,9 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
         Command::Run(args) => {
             let args = *args;
             container::require_root()?;
-            let userns = cfs_final::userns::mapping(args.userns.as_ref())?;
-            let rootfs = cfs_support::rootfs(args.rootfs.as_deref())?;
             let tty = !args.detach && cfs_final::tty::stdin_is_tty();
+            let opts = run_options(&args, tty)?;
             let id_hint = args.name.clone();
-            let opts = spec::RunOptions {
-                rootfs,
-                args: args.cmd,
-                hostname: args.hostname.unwrap_or_default(),
-                env: args.env,
-                workdir: args.workdir,
-                user: args.user,
-                volumes: args.volumes,
-                read_only: args.read_only,
-                memory: args.memory,
-                cpus: args.cpus,
-                pids_limit: args.pids_limit,
-                ulimits: args.ulimits,
-                tty,
-                network: args.network,
-                userns,
-            };
             let create = container::CreateOptions {
                 id: String::new(),
                 name: id_hint,
@@ -87,6 +69,19 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
             };
             container::run(opts, create)
         }
+        // ANCHOR: spec_command
+        Command::Spec(args) => {
+            // The spec `run` would build, with what only `run` adds left out: the id as
+            // hostname (here "container" unless --hostname), the bridge's /etc files.
+            let mut opts = run_options(&args, false)?;
+            if opts.hostname.is_empty() {
+                opts.hostname = "container".into();
+            }
+            let spec = spec::build(&opts)?;
+            println!("{}", serde_json::to_string_pretty(&spec)?);
+            Ok(0)
+        }
+        // ANCHOR_END: spec_command
         Command::Ps(args) => {
             let mut recs = container::list();
             if !args.all {
@@ -139,4 +134,26 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
         }
         Command::Doctor => Ok(doctor::run()),
     }
+}
+
+/// `run`'s (and `spec`'s) options for the spec builder.
+#[cfg(target_os = "linux")]
+fn run_options(args: &cli::RunArgs, tty: bool) -> anyhow::Result<cfs_final::spec::RunOptions> {
+    Ok(cfs_final::spec::RunOptions {
+        rootfs: cfs_support::rootfs(args.rootfs.as_deref())?,
+        args: args.cmd.clone(),
+        hostname: args.hostname.clone().unwrap_or_default(),
+        env: args.env.clone(),
+        workdir: args.workdir.clone(),
+        user: args.user.clone(),
+        volumes: args.volumes.clone(),
+        read_only: args.read_only,
+        memory: args.memory,
+        cpus: args.cpus,
+        pids_limit: args.pids_limit,
+        ulimits: args.ulimits.clone(),
+        tty,
+        network: args.network,
+        userns: cfs_final::userns::mapping(args.userns.as_ref())?,
+    })
 }

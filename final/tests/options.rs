@@ -180,3 +180,66 @@ fn ulimit_sets_rlimits_and_exec_gets_them_too() {
         [soft.to_string(), hard.to_string()]
     );
 }
+
+/// `final spec` prints the spec `final run` builds from the same options, and it is a spec
+/// another OCI runtime runs as it is: runc starts the command with the hostname, rlimits,
+/// capabilities and device rules in it. Needs runc (apt install runc).
+#[test]
+fn spec_is_the_config_json_runc_runs() {
+    require_root();
+    let rootfs = cfs_support::default_rootfs_dir();
+    let bundle = std::env::temp_dir().join(unique("cfs-spec"));
+    std::fs::create_dir_all(&bundle).unwrap();
+    // runc creates mount points in the root: give it a copy.
+    let copy = bundle.join("rootfs");
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&rootfs)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let script = "hostname; ulimit -n; grep CapEff /proc/self/status; mknod /dev/nodriver c 240 0 && head -c 1 /dev/nodriver 2>&1; true";
+    let spec = ok(&[
+        "spec",
+        "--rootfs",
+        copy.to_str().unwrap(),
+        "--hostname",
+        "from-spec",
+        "--memory",
+        "48m",
+        "--ulimit",
+        "nofile=300",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&spec).unwrap();
+    assert_eq!(v["process"]["args"][2], script);
+    assert_eq!(v["linux"]["resources"]["memory"]["limit"], 48 << 20);
+    assert_eq!(v["linux"]["resources"]["devices"][0]["allow"], false);
+    std::fs::write(bundle.join("config.json"), &spec).unwrap();
+    let id = unique("cfs-spec");
+    let out = std::process::Command::new("runc")
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("runc is needed for this test (apt install runc)");
+    let _ = std::process::Command::new("runc")
+        .args(["delete", "-f", &id])
+        .output();
+    let _ = std::fs::remove_dir_all(&bundle);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "runc: {}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[..2], ["from-spec", "300"], "{stdout}");
+    // docker's capability set, as final gives it (see isolation.rs)
+    assert_eq!(lines[2], "CapEff:\t00000000a80425fb", "{stdout}");
+    assert!(lines[3].contains("Operation not permitted"), "{stdout}");
+}

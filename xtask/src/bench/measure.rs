@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 
 /// The limits every cgroup-capable runtime gets (the same as `--memory 64m --pids-limit 64`).
 const MEMORY: &str = "64m";
-const MEMORY_BYTES: u64 = 64 << 20;
-const PIDS: u32 = 64;
+const PIDS: &str = "64";
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Where `final` keeps its records and writable layers during the benchmark.
 const BENCH_RUN: &str = "/run/cfs-bench";
@@ -120,233 +119,26 @@ fn check(v: &Variant) -> Result<()> {
     Ok(())
 }
 
-fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
+/// The OCI `config.json` for crun and runc: `final spec` with the options the `final` variant
+/// runs with, so every runtime gets the same spec (docker's mounts, capabilities, device
+/// rules, masked and read-only paths, seccomp, six namespaces, memory and pids limits) and
+/// the bench's root file system. No cgroupsPath: each runtime picks its own.
+fn oci_config(final_bin: &Path, rootfs: &Path) -> Result<Vec<u8>> {
+    let out = Command::new(final_bin)
+        .arg("spec")
+        .args(["--hostname", "bench", "--rootfs"])
+        .arg(rootfs)
+        .args(["--memory", MEMORY, "--pids-limit", PIDS, "true"])
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run `final spec`")?;
+    if !out.status.success() {
+        bail!(
+            "`final spec` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
-    out.push('"');
-    out
-}
-
-fn json_list(items: &[&str]) -> String {
-    let quoted: Vec<String> = items.iter().map(|s| json_str(s)).collect();
-    format!("[{}]", quoted.join(", "))
-}
-
-/// The OCI `config.json` for crun and runc: the spec `final run --memory 64m --pids-limit 64
-/// true` builds for itself (final/src/spec.rs: docker's mounts, capabilities, masked and
-/// read-only paths and seccomp denials, six namespaces, memory = memory+swap and pids
-/// limits), with the bench's root file system. No cgroupsPath: each runtime picks its own.
-pub fn oci_config(rootfs: &Path) -> String {
-    const CAPS: [&str; 14] = [
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-    ];
-    const MASKED: [&str; 13] = [
-        "/proc/asound",
-        "/proc/acpi",
-        "/proc/interrupts",
-        "/proc/kcore",
-        "/proc/keys",
-        "/proc/latency_stats",
-        "/proc/timer_list",
-        "/proc/timer_stats",
-        "/proc/sched_debug",
-        "/proc/scsi",
-        "/sys/firmware",
-        "/sys/devices/virtual/powercap",
-        "/proc/sysrq-trigger",
-    ];
-    const READONLY: [&str; 4] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"];
-    const DENIED: [&str; 52] = [
-        "acct",
-        "add_key",
-        "bpf",
-        "clock_adjtime",
-        "clock_settime",
-        "delete_module",
-        "finit_module",
-        "fsconfig",
-        "fsmount",
-        "fsopen",
-        "fspick",
-        "get_mempolicy",
-        "init_module",
-        "io_uring_enter",
-        "io_uring_register",
-        "io_uring_setup",
-        "ioperm",
-        "iopl",
-        "kcmp",
-        "kexec_file_load",
-        "kexec_load",
-        "keyctl",
-        "lookup_dcookie",
-        "mbind",
-        "mount",
-        "mount_setattr",
-        "move_mount",
-        "move_pages",
-        "name_to_handle_at",
-        "nfsservctl",
-        "open_by_handle_at",
-        "open_tree",
-        "perf_event_open",
-        "pivot_root",
-        "process_vm_readv",
-        "process_vm_writev",
-        "ptrace",
-        "quotactl",
-        "reboot",
-        "request_key",
-        "set_mempolicy",
-        "setns",
-        "settimeofday",
-        "swapoff",
-        "swapon",
-        "sysfs",
-        "_sysctl",
-        "umount2",
-        "unshare",
-        "uselib",
-        "userfaultfd",
-        "ustat",
-    ];
-    // CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET: clone(2) with any of
-    // them is refused.
-    const CLONE_NS: [u64; 7] = [
-        0x0002_0000,
-        0x0200_0000,
-        0x0400_0000,
-        0x0800_0000,
-        0x1000_0000,
-        0x2000_0000,
-        0x4000_0000,
-    ];
-    let caps = json_list(&CAPS);
-    let mount = |dest: &str, typ: &str, src: &str, opts: &[&str]| {
-        format!(
-            "    {{\"destination\": {}, \"type\": {}, \"source\": {}, \"options\": {}}}",
-            json_str(dest),
-            json_str(typ),
-            json_str(src),
-            json_list(opts)
-        )
-    };
-    let mounts = [
-        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount(
-            "/dev",
-            "tmpfs",
-            "tmpfs",
-            &["nosuid", "strictatime", "mode=755", "size=65536k"],
-        ),
-        mount(
-            "/dev/pts",
-            "devpts",
-            "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-                "gid=5",
-            ],
-        ),
-        mount(
-            "/dev/shm",
-            "tmpfs",
-            "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-        ),
-        mount(
-            "/dev/mqueue",
-            "mqueue",
-            "mqueue",
-            &["nosuid", "noexec", "nodev"],
-        ),
-        mount(
-            "/sys",
-            "sysfs",
-            "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
-        ),
-    ]
-    .join(",\n");
-    let mut syscalls = vec![
-        format!(
-            "      {{\"names\": {}, \"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 1}}",
-            json_list(&DENIED)
-        ),
-        "      {\"names\": [\"clone3\"], \"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 38}"
-            .to_string(),
-    ];
-    for flag in CLONE_NS {
-        syscalls.push(format!(
-            "      {{\"names\": [\"clone\"], \"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 1, \
-             \"args\": [{{\"index\": 0, \"value\": {flag}, \"valueTwo\": {flag}, \
-             \"op\": \"SCMP_CMP_MASKED_EQ\"}}]}}"
-        ));
-    }
-    let namespaces = ["pid", "network", "ipc", "uts", "mount", "cgroup"]
-        .map(|t| format!("{{\"type\": \"{t}\"}}"))
-        .join(", ");
-    format!(
-        r#"{{
-  "ociVersion": "1.0.2",
-  "root": {{"path": {root}, "readonly": false}},
-  "hostname": "bench",
-  "process": {{
-    "terminal": false,
-    "user": {{"uid": 0, "gid": 0}},
-    "args": ["true"],
-    "env": ["PATH={PATH}", "HOSTNAME=bench", "HOME=/root"],
-    "cwd": "/",
-    "capabilities": {{"bounding": {caps}, "effective": {caps}, "permitted": {caps}, "inheritable": [], "ambient": []}},
-    "rlimits": [{{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}}],
-    "noNewPrivileges": true
-  }},
-  "mounts": [
-{mounts}
-  ],
-  "linux": {{
-    "namespaces": [{namespaces}],
-    "resources": {{"memory": {{"limit": {MEMORY_BYTES}, "swap": {MEMORY_BYTES}}}, "pids": {{"limit": {PIDS}}}}},
-    "maskedPaths": {masked},
-    "readonlyPaths": {readonly},
-    "seccomp": {{
-      "defaultAction": "SCMP_ACT_ALLOW",
-      "syscalls": [
-{syscalls}
-      ]
-    }}
-  }}
-}}
-"#,
-        root = json_str(&rootfs.to_string_lossy()),
-        masked = json_list(&MASKED),
-        readonly = json_list(&READONLY),
-        syscalls = syscalls.join(",\n"),
-    )
+    Ok(out.stdout)
 }
 
 /// Is `/sys/fs/cgroup/unified` a cgroup2 mount next to v1 controllers (the hybrid layout)?
@@ -464,7 +256,10 @@ pub fn main(opts: &Options) -> Result<()> {
     }
     let bundle = work.join("bundle");
     std::fs::create_dir_all(&bundle)?;
-    std::fs::write(bundle.join("config.json"), oci_config(&rootfs))?;
+    std::fs::write(
+        bundle.join("config.json"),
+        oci_config(&bins.join("final"), &rootfs)?,
+    )?;
     // What the runtimes print on stderr (nothing, when all goes well).
     let log_path = work.join("stderr.log");
     let log = std::fs::File::create(&log_path)?;
@@ -483,7 +278,7 @@ pub fn main(opts: &Options) -> Result<()> {
         name: "final",
         what: "6 namespaces, overlay root, pivot_root, 6 mounts, masked/ro paths, caps, seccomp, memory+pids cgroup, state record",
         program: bins.join("final"),
-        args: strings(&["run", "--rm", "--rootfs", &r, "--memory", MEMORY, "--pids-limit", "64", "true"]),
+        args: strings(&["run", "--rm", "--rootfs", &r, "--memory", MEMORY, "--pids-limit", PIDS, "true"]),
         needs_id: false,
         // final's records and writable layers in directories of their own (on the same file
         // systems as its defaults, /run and /var/lib), so that what is left there after the
@@ -498,12 +293,12 @@ pub fn main(opts: &Options) -> Result<()> {
         (
             "crun",
             &opts.crun,
-            "the same config.json (bind root; cgroup in every v1 controller)",
+            "the same spec, from `final spec` (bind root; cgroup in every v1 controller)",
         ),
         (
             "runc",
             &opts.runc,
-            "the same config.json (re-execs itself as `runc init`)",
+            "the same spec, from `final spec` (re-execs itself as `runc init`)",
         ),
     ] {
         if let Some(p) = path {
