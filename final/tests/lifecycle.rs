@@ -339,3 +339,28 @@ fn a_terminal_stdin_gets_a_pty() {
     let plain = sh(&[], "tty; true");
     assert_eq!(plain, "not a tty\n");
 }
+
+/// The container's terminal has the user's window size, and follows it when the user's
+/// terminal is resized (SIGWINCH to `final`, which copies the new size to the container's
+/// pty; the kernel then signals the container's foreground process).
+#[test]
+fn the_window_size_is_copied_and_follows_a_resize() {
+    require_root();
+    let cmd = format!(
+        "stty rows 40 cols 100; (sleep 0.5; stty rows 50 cols 120 </dev/tty) & \
+         {FINAL} run --rm sh -c 'stty size; sleep 2; stty size'"
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .output()
+        .expect("script(1) from util-linux is needed for this test");
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    let sizes: Vec<&str> = text
+        .lines()
+        // (the terminal echoes a NUL from script's stdin as ^@)
+        .map(|l| l.trim_start_matches("^@"))
+        .filter(|l| l.split(' ').count() == 2 && l.split(' ').all(|n| n.parse::<u32>().is_ok()))
+        .collect();
+    assert_eq!(sizes, ["40 100", "50 120"], "{text:?}");
+}
