@@ -984,7 +984,8 @@ pub fn exec(what: &str, args: Vec<String>, env: Vec<(String, String)>, tty: bool
         .with_context(|| format!("cannot open {path}"))?;
         fds.push((fd, flag));
     }
-    let pty = if tty { Some(tty::open()?) } else { None };
+    // The pty comes from the container's own devpts, so `tty` inside names a node it has.
+    let pty = if tty { Some(tty::open_in(pid)?) } else { None };
     let stdio = match &pty {
         Some(p) => Stdio::Pty(p.slave.as_raw_fd()),
         None => Stdio::Inherit,
@@ -1029,7 +1030,14 @@ pub fn exec(what: &str, args: Vec<String>, env: Vec<(String, String)>, tty: bool
             }
             // SAFETY: single-threaded.
             match unsafe { nix::unistd::fork() } {
-                Ok(nix::unistd::ForkResult::Child) => process::finish_and_exec(&cfg, &child_chan),
+                Ok(nix::unistd::ForkResult::Child) => {
+                    // A session of its own, as the container's first process has: it is not
+                    // in the caller's process group (signals come through the runtime), and
+                    // with -t the pty can become its controlling terminal (TIOCSCTTY needs a
+                    // session leader, `man 4 tty_ioctl`).
+                    let _ = nix::unistd::setsid();
+                    process::finish_and_exec(&cfg, &child_chan)
+                }
                 Ok(nix::unistd::ForkResult::Parent { child }) => {
                     drop(child_chan);
                     // Forward the signals the CLI forwards to us, and relay the status.

@@ -42,6 +42,54 @@ pub fn open() -> Result<Pty> {
 }
 // ANCHOR_END: open
 
+// ANCHOR: open_in
+/// A new pty pair in the devpts instance of the container whose first process is `pid`
+/// (`final exec -t`): the multiplexer `/proc/PID/root/dev/pts/ptmx` makes it there, so the
+/// container sees its own `/dev/pts/N` as docker's exec does; the slave is opened from the
+/// master with TIOCGPTPEER (Linux 4.13), not by a path in the container's tree. Falls back to
+/// a pty of the host's (whose path the container does not have) if the container has no
+/// devpts of its own.
+pub fn open_in(pid: i32) -> Result<Pty> {
+    use nix::fcntl::OFlag;
+    let ptmx = format!("/proc/{pid}/root/dev/pts/ptmx");
+    let Ok(master) = nix::fcntl::open(
+        ptmx.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    ) else {
+        return open();
+    };
+    // SAFETY: ioctls on the master we own, with valid pointers to ints.
+    let (n, slave) = unsafe {
+        let unlock: libc::c_int = 0;
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) < 0 {
+            return Err(std::io::Error::last_os_error()).context("cannot unlock the pty");
+        }
+        let mut n: libc::c_uint = 0;
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) < 0 {
+            return Err(std::io::Error::last_os_error()).context("TIOCGPTN failed");
+        }
+        let fd = libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("cannot open the pty's slave (TIOCGPTPEER, Linux 4.13)");
+        }
+        (n, <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd))
+    };
+    let pty = Pty {
+        master,
+        slave,
+        slave_path: PathBuf::from(format!("/dev/pts/{n}")),
+    };
+    copy_window_size(pty.master.as_fd());
+    Ok(pty)
+}
+// ANCHOR_END: open_in
+
 fn window_size(fd: BorrowedFd) -> Option<nix::pty::Winsize> {
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     // SAFETY: TIOCGWINSZ writes a winsize into valid memory.

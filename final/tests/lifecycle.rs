@@ -364,3 +364,27 @@ fn the_window_size_is_copied_and_follows_a_resize() {
         .collect();
     assert_eq!(sizes, ["40 100", "50 120"], "{text:?}");
 }
+
+/// `final exec` from a terminal gets a pty of the container's own devpts (as docker exec
+/// -t): `tty` names a node the container has, it is the controlling terminal, and it has the
+/// user's window size.
+#[test]
+fn exec_from_a_terminal_gets_a_pty_inside_the_container() {
+    let name = unique("exectty");
+    ok(&["run", "-d", "--name", &name, "sleep", "30"]);
+    let cmd = format!(
+        "stty rows 33 cols 77; {FINAL} exec {name} sh -c 't=$(tty); echo tty=$t; test -c $t && echo exists-inside; test -t 0 && echo stdin-is-tty; stty size'"
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .output()
+        .expect("script(1) from util-linux is needed for this test");
+    ok(&["rm", "-f", &name]);
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    let text = text.replace("^@", "");
+    assert!(text.contains("tty=/dev/pts/"), "{text:?}");
+    assert!(text.contains("exists-inside\n"), "{text:?}");
+    assert!(text.contains("stdin-is-tty\n"), "{text:?}");
+    assert!(text.contains("33 77\n"), "{text:?}");
+}
