@@ -25,8 +25,7 @@ impl Drop for Removed {
 /// the returned guard is dropped).
 #[must_use]
 fn web(name: &str, body: &str, publish: &[&str]) -> Removed {
-    let script =
-        format!("mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 80 -h /www");
+    let script = httpd(body);
     let mut args = vec!["run", "-d", "--name", name, "--network", "bridge"];
     for p in publish {
         args.extend_from_slice(&["-p", p]);

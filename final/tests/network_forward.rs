@@ -195,7 +195,7 @@ fn forwarded_traffic_passes_a_drop_policy(firewall: &str) {
             "18494:80",
             "sh",
             "-c",
-            "mkdir -p /www && echo published > /www/index.html && exec httpd -f -p 80 -h /www",
+            &httpd("published"),
         ],
     );
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -59,7 +59,7 @@ fn iptables_backend_publishes_ports_and_leaves_no_rules() {
         "18491:80",
         "sh",
         "-c",
-        "mkdir -p /www && echo ipt-body > /www/index.html && exec httpd -f -p 80 -h /www",
+        &httpd("ipt-body"),
     ]);
     let body_lo = http_get("127.0.0.1:18491");
     let body_gw = http_get("172.31.250.1:18491");

@@ -192,6 +192,11 @@ pub fn net_snapshot() -> NetSnapshot {
     }
 }
 
+/// A container command serving `body` over HTTP on port 80 (busybox httpd in the foreground).
+pub fn httpd(body: &str) -> String {
+    format!("mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 80 -h /www")
+}
+
 /// The IPv4 address a bridged container got, from `final inspect`.
 pub fn container_ip(name: &str) -> String {
     let json = ok(&["inspect", name]);
