@@ -6,7 +6,9 @@
 //!   (user id maps, the veth pair): it is done; the child may set the container up. Otherwise
 //!   the child does not wait: it joins its cgroup itself and sets up while the parent goes on.
 //! - sync 2, child → parent: either `Failed { code, message }` (setup or exec failed), or
-//!   end-of-file: the socket is close-on-exec, so EOF means execve(2) succeeded.
+//!   end-of-file: the socket is close-on-exec, so EOF means execve(2) succeeded. For an OCI
+//!   `create`, `Created` comes first: the setup is done and the child waits for `start`
+//!   (see [`crate::oci`]); then `Failed` or end-of-file as above.
 
 use anyhow::{bail, Context, Result};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -16,11 +18,13 @@ use std::os::fd::{AsRawFd, OwnedFd};
 pub enum Message {
     Proceed,
     Failed { code: i32, message: String },
+    Created,
 }
 // ANCHOR_END: messages
 
 const PROCEED: u8 = 1;
 const FAILED: u8 = 2;
+const CREATED: u8 = 3;
 
 pub struct Channel {
     fd: OwnedFd,
@@ -44,6 +48,7 @@ impl Channel {
         let mut buf = Vec::with_capacity(64);
         match msg {
             Message::Proceed => buf.push(PROCEED),
+            Message::Created => buf.push(CREATED),
             Message::Failed { code, message } => {
                 buf.push(FAILED);
                 buf.extend_from_slice(&code.to_le_bytes());
@@ -88,6 +93,7 @@ fn decode(buf: &[u8]) -> Result<Option<Message>> {
     match buf.first() {
         None => Ok(None),
         Some(&PROCEED) => Ok(Some(Message::Proceed)),
+        Some(&CREATED) => Ok(Some(Message::Created)),
         Some(&FAILED) if buf.len() >= 5 => {
             let code = i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]);
             let message = String::from_utf8_lossy(&buf[5..]).into_owned();
@@ -106,6 +112,8 @@ mod tests {
         let (a, b) = pair().unwrap();
         a.send(&Message::Proceed).unwrap();
         assert_eq!(b.recv().unwrap(), Some(Message::Proceed));
+        b.send(&Message::Created).unwrap();
+        assert_eq!(a.recv().unwrap(), Some(Message::Created));
         let failed = Message::Failed {
             code: 127,
             message: "nope: not found".into(),

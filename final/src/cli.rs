@@ -22,6 +22,29 @@ pub enum Command {
     /// runc, crun or any OCI runtime (`final spec --rootfs DIR sh > config.json`).
     /// -d, --rm, --name, --label and -p do not change it.
     Spec(Box<RunArgs>),
+    /// OCI: create a container from a bundle's config.json, set up up to its command, which
+    /// waits for `start`. stdio is passed through to the container.
+    Create {
+        /// The bundle: a directory with config.json (and usually the root filesystem).
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        /// Write the container's pid (as seen from the host) to this file.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        /// The container's id (its name for every other command).
+        #[arg(value_parser = parse::name)]
+        id: String,
+    },
+    /// OCI: run the command of a created container.
+    Start { id: String },
+    /// OCI: print a container's state as the runtime spec defines it (JSON).
+    State { id: String },
+    /// OCI: remove a stopped container (-f: kill it first); the same as `rm`.
+    Delete {
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
     /// List containers (running ones; -a for all).
     Ps(PsArgs),
     /// Print a container's full record as JSON.

@@ -43,6 +43,12 @@ pub struct CreateOptions {
     pub network: crate::parse::Network,
     /// `-p`: published ports (bridge only).
     pub ports: Vec<crate::parse::Port>,
+    /// OCI `create` ([`crate::oci`]): the bundle the spec came from. The command then waits,
+    /// after the whole setup, until `start`; the container's stdio is the caller's, passed
+    /// through as it is, and the id is not printed.
+    pub bundle: Option<PathBuf>,
+    /// OCI `--pid-file`: where to write the container's pid once it is created.
+    pub pid_file: Option<PathBuf>,
 }
 // ANCHOR_END: create_options
 
@@ -195,12 +201,12 @@ pub fn create(spec: Spec, opts: CreateOptions) -> Result<i32> {
             .unwrap_or_default(),
         image: image.clone(),
         cgroup: cgroup_path(&id, &spec),
-        log: opts
-            .detach
+        log: (opts.detach && opts.bundle.is_none())
             .then(|| state::container_data_dir(&id).join("container.log")),
         network: opts.network,
         bridge: None,
         config: None,
+        bundle: opts.bundle.clone(),
     };
     if let Err(err) = state::create(&rec, &spec) {
         let _ = state::remove(&rec);
@@ -464,7 +470,9 @@ fn wait_for_detached(read_end: OwnedFd, monitor: Pid, rec: &Record) -> Result<St
     let mut file = std::fs::File::from(read_end);
     std::io::Read::read_to_end(&mut file, &mut msg)?;
     if msg.is_empty() {
-        println!("{}", rec.id);
+        if rec.bundle.is_none() {
+            println!("{}", rec.id);
+        }
         return Ok(Started::DetachedParent);
     }
     let _ = waitpid(monitor, None);
@@ -503,7 +511,7 @@ fn monitor(
     let _log;
     let stdio = if let Some(p) = &pty {
         Stdio::Pty(p.slave.as_raw_fd())
-    } else if opts.detach {
+    } else if opts.detach && opts.bundle.is_none() {
         let null = std::fs::File::open("/dev/null")?;
         let log_path = rec
             .log
@@ -553,6 +561,13 @@ fn monitor(
     };
     cfg.cgroup_join = join_files.iter().map(|f| f.as_raw_fd()).collect();
     cfg.wait_for_parent = mapping.is_some() || rec.bridge.is_some();
+    // OCI create: the FIFO the child will wait on, opened here (O_PATH) while the host's
+    // state directory is still in its reach.
+    let start_gate = match &opts.bundle {
+        Some(_) => Some(crate::oci::make_start_fifo(&id)?),
+        None => None,
+    };
+    cfg.start_gate = start_gate.as_ref().map(|f| f.as_raw_fd());
     let (flags, _) = process::clone_flags(spec);
     let (parent_chan, child_chan) = channel::pair()?;
 
@@ -583,6 +598,7 @@ fn monitor(
     drop(child_chan);
     drop(cgroup_dir);
     drop(join_files);
+    drop(start_gate);
     let kill_child = || {
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
@@ -615,8 +631,33 @@ fn monitor(
     }
     // While the child works: what the "running" record will say.
     let pid_start = state::process_start(pid.as_raw());
-    // sync 2: EOF = the command was exec'd; otherwise why it was not.
-    match parent_chan.recv() {
+    // sync 2: EOF = the command was exec'd; otherwise why it was not. (OCI create: first
+    // `Created`, then sync 2 once `start` let the child go on.)
+    let mut message = parent_chan.recv();
+    if let Ok(Some(Message::Created)) = message {
+        let created = state::update(&id, |r| {
+            r.pid = Some(pid.as_raw());
+            r.pid_start = pid_start;
+        })
+        .and_then(|r| {
+            if let Some(path) = &opts.pid_file {
+                std::fs::write(path, pid.as_raw().to_string())
+                    .with_context(|| format!("cannot write the pid file {}", path.display()))?;
+            }
+            Ok(r)
+        });
+        match created {
+            Ok(r) => *rec = r,
+            Err(err) => {
+                kill_child();
+                return Err(err);
+            }
+        }
+        // `final create` returns now.
+        drop(report.take());
+        message = parent_chan.recv();
+    }
+    match message {
         Ok(None) => {}
         Ok(Some(Message::Failed { code, message })) => {
             let _ = waitpid(pid, None);
@@ -841,8 +882,10 @@ pub fn with_config(mut rec: Record) -> Record {
     rec
 }
 
+/// Running, or created and waiting for `start` (OCI): its process exists.
 fn is_running(rec: &Record) -> bool {
-    rec.status == Status::Running && rec.pid.is_some_and(|p| state::alive(p, rec.pid_start))
+    matches!(rec.status, Status::Running | Status::Created)
+        && rec.pid.is_some_and(|p| state::alive(p, rec.pid_start))
 }
 
 pub fn kill(what: &str, signal: i32) -> Result<()> {
@@ -899,8 +942,12 @@ pub fn remove(what: &str, force: bool) -> Result<()> {
     let rec = lookup(what)?;
     if is_running(&rec) {
         if !force {
+            let what = match rec.status {
+                Status::Created => "created (its process waits for `final start`)",
+                _ => "running",
+            };
             bail!(
-                "container {} is running\nfix: stop it first (`final stop {}`) or use `final rm -f {}`",
+                "container {} is {what}\nfix: stop it first (`final stop {}`) or use `final rm -f {}`",
                 rec.name, rec.name, rec.name
             );
         }

@@ -16,6 +16,7 @@
 //! - [`security`]: capabilities, no_new_privs, seccomp;
 //! - [`state`]: records, names, locking;
 //! - [`container`]: lifecycle operations and recovery;
+//! - [`oci`]: the OCI runtime verbs on a bundle (create, start, state; kill and delete);
 //! - [`userns`]: user namespaces: rootless containers and `--userns` (id maps);
 //! - [`tty`]: pseudo-terminals; [`doctor`]: checks of the host.
 
@@ -35,6 +36,8 @@ pub mod doctor;
 pub mod netlink;
 #[cfg(target_os = "linux")]
 pub mod network;
+#[cfg(target_os = "linux")]
+pub mod oci;
 #[cfg(target_os = "linux")]
 pub mod process;
 #[cfg(target_os = "linux")]

@@ -66,6 +66,7 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
                 overlay: true,
                 network: args.network,
                 ports: args.publish,
+                ..Default::default()
             };
             container::run(opts, create)
         }
@@ -82,6 +83,21 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         // ANCHOR_END: spec_command
+        Command::Create {
+            bundle,
+            pid_file,
+            id,
+        } => {
+            container::require_root()?;
+            cfs_final::oci::create(&bundle, &id, pid_file.as_deref())?;
+            Ok(0)
+        }
+        Command::Start { id } => cfs_final::oci::start(&id).map(|()| 0),
+        Command::State { id } => {
+            println!("{}", cfs_final::oci::state(&id)?);
+            Ok(0)
+        }
+        Command::Delete { force, id } => container::remove(&id, force).map(|()| 0),
         Command::Ps(args) => {
             let mut recs = container::list();
             if !args.all {

@@ -65,6 +65,10 @@ pub struct InitConfig {
     /// Wait for the parent's `Proceed` (sync 1) before the setup: only when the parent has
     /// work on the child's behalf first (user id maps, the veth pair).
     pub wait_for_parent: bool,
+    /// OCI `create`: an O_PATH descriptor of the start FIFO. After the whole setup the child
+    /// reports `Created` and blocks opening it for writing until `final start` opens it for
+    /// reading ([`crate::oci`]).
+    pub start_gate: Option<RawFd>,
 }
 
 /// The setrlimit(2) resource for an OCI rlimit type.
@@ -200,6 +204,7 @@ impl InitConfig {
             setgroups_denied: false,
             cgroup_join: Vec::new(),
             wait_for_parent: false,
+            start_gate: None,
         })
     }
 }
@@ -287,6 +292,11 @@ pub fn init(cfg: &InitConfig, chan: &Channel, in_cgroup: bool) -> ! {
 /// After the setup: exec the command, or tell the parent why not (sync 2) and exit with
 /// docker's status (125 setup, 126 not executable, 127 not found).
 fn exec_or_report(setup: Result<()>, cfg: &InitConfig, chan: &Channel) -> ! {
+    let setup = setup.and_then(|()| match cfg.start_gate {
+        // A command that cannot be found fails `create` itself (as with runc), not `start`.
+        Some(gate) if command_found(cfg) => wait_for_start(gate, chan),
+        _ => Ok(()),
+    });
     let (code, message) = match setup {
         Ok(()) => exec(cfg),
         Err(err) => (125, format!("{err:#}")),
@@ -296,6 +306,61 @@ fn exec_or_report(setup: Result<()>, cfg: &InitConfig, chan: &Channel) -> ! {
     unsafe { libc::_exit(code) }
 }
 // ANCHOR_END: init
+
+// ANCHOR: start_gate
+/// OCI `create`: tell the parent the container is created, then block until `final start`
+/// opens the FIFO for reading. The FIFO was opened O_PATH on the host before pivot_root; its
+/// `/proc/self/fd` link reopens it for writing from inside (the open(2) of a FIFO blocks until
+/// the other end is opened, `man 7 fifo`).
+fn wait_for_start(gate: RawFd, chan: &Channel) -> Result<()> {
+    // Everything but stdio, the FIFO and the sync socket is closed now rather than at
+    // execve: the wait may be long, and `final create` returns only when the last copy of
+    // its report pipe (inherited through clone) is gone.
+    let keep = {
+        let mut k = [gate, chan.raw()];
+        k.sort_unstable();
+        k
+    };
+    let mut from = 3;
+    for fd in keep.into_iter().chain([i32::MAX]) {
+        if fd > from {
+            // SAFETY: closes descriptors only; nothing in this process uses the others.
+            unsafe { libc::syscall(libc::SYS_close_range, from as u32, (fd - 1) as u32, 0) };
+        }
+        from = fd.saturating_add(1);
+    }
+    chan.send(&Message::Created)?;
+    let path = format!("/proc/self/fd/{gate}");
+    let fifo = nix::fcntl::open(
+        path.as_str(),
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .context("cannot open the start FIFO")?;
+    nix::unistd::write(&fifo, b"0").context("cannot write to the start FIFO")?;
+    Ok(())
+}
+// ANCHOR_END: start_gate
+
+/// Is there something to execute under argv[0] (a path, or a name on the container's PATH)?
+fn command_found(cfg: &InitConfig) -> bool {
+    let name = cfg.argv[0].as_bytes();
+    let executable = |path: &[u8]| {
+        CString::new(path).is_ok_and(|p| {
+            // SAFETY: a valid NUL-terminated path.
+            unsafe { libc::access(p.as_ptr(), libc::X_OK) == 0 }
+        })
+    };
+    if name.contains(&b'/') {
+        return executable(name);
+    }
+    cfg.path.iter().any(|dir| {
+        let mut full = dir.clone();
+        full.push(b'/');
+        full.extend_from_slice(name);
+        executable(&full)
+    })
+}
 
 /// For `final exec`: the caller already joined the container; finish and exec.
 pub fn finish_and_exec(cfg: &InitConfig, chan: &Channel) -> ! {

@@ -71,6 +71,9 @@ pub struct Record {
     /// ([`load_config`]); records of older versions have it inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<serde_json::Value>,
+    /// OCI `create`: the bundle directory (`final state` reports it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<PathBuf>,
 }
 // ANCHOR_END: record
 

@@ -42,5 +42,40 @@ fn bad_input_is_refused_with_a_reason() {
     ok(&["run", "--name", &name, "true"]);
     refused(&["run", "--name", &name, "true"], "already in use");
     ok(&["rm", &name]);
+    oci_create_refusals();
     assert_eq!(before, snapshot(), "a failed start left something behind");
+}
+
+/// `final create` on bundles it cannot run: a command the container does not have fails
+/// create itself (as runc's does) with 127; spec fields final does not implement are refused
+/// by name, not skipped; a missing bundle is named.
+fn oci_create_refusals() {
+    // A command the container does not have: create fails (as runc's does), 127.
+    let dir = bundle(&["no-such-command"]);
+    let out = dir.join("out.log");
+    let id = unique("oci-404");
+    assert_eq!(oci_create(&dir, &id, &out, None), 127);
+    assert!(std::fs::read_to_string(&out)
+        .unwrap()
+        .contains("no-such-command"));
+    assert_eq!(final_(&["state", &id]).code, 125);
+    // Spec fields final does not implement: refused by name, not skipped.
+    let config = dir.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    spec["hooks"] = serde_json::json!({"prestart": [{"path": "/bin/true"}]});
+    spec["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"});
+    std::fs::write(&config, spec.to_string()).unwrap();
+    let id = unique("oci-hooks");
+    assert_eq!(oci_create(&dir, &id, &out, None), 125);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.contains("hooks") && text.contains("linux.sysctl") && text.contains("fix:"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    // No bundle at all.
+    let r = final_(&["create", "--bundle", "/no/such/bundle", "x"]);
+    assert_eq!(r.code, 125);
+    assert!(r.stderr.contains("/no/such/bundle"), "{}", r.stderr);
 }

@@ -141,8 +141,9 @@ fn v2_test(extra: &[String]) -> Result<()> {
     let final_bins = vec![
         debug.join("final"),
         debug.join("cfs-probe"),
-        // the pty test runs its command under script(1)
+        // the pty tests run their commands under script(1); `final spec`'s test runs runc
         PathBuf::from("/usr/bin/script"),
+        PathBuf::from("/usr/sbin/runc"),
     ];
     // The rootless tests run final as the users they create on the host (`cargo test -p
     // final --test rootless` makes them), through setpriv, with newuidmap's subuid ranges.
@@ -179,6 +180,7 @@ fn v2_test(extra: &[String]) -> Result<()> {
         ("final", "errors", final_bins.clone(), vec![]),
         ("final", "lifecycle", final_bins.clone(), vec![]),
         ("final", "leftovers", final_bins.clone(), vec![]),
+        ("final", "oci", final_bins.clone(), vec![]),
         // the guest has no nftables and no bridge module: the none/host/-p checks only
         (
             "final",

@@ -253,3 +253,43 @@ pub fn spawn_running(name: &str, args: &[&str]) -> std::process::Child {
     }
     child
 }
+
+/// A bundle: a copy of the default rootfs as `rootfs/` and `final spec` of `args` as
+/// config.json (root path made relative, as bundles usually have it).
+pub fn bundle(args: &[&str]) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("cfs-bundle"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(cfs_support::default_rootfs_dir())
+        .arg(dir.join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let rootfs = dir.join("rootfs").to_string_lossy().into_owned();
+    let mut spec_args = vec!["spec", "--rootfs", &rootfs, "--hostname", "oci"];
+    spec_args.extend_from_slice(args);
+    let spec = ok(&spec_args).replace(&format!("\"{rootfs}\""), "\"rootfs\"");
+    assert!(spec.contains("\"path\": \"rootfs\""), "{spec}");
+    std::fs::write(dir.join("config.json"), spec).unwrap();
+    dir
+}
+
+/// `final create --bundle DIR [--pid-file F] ID` with stdout and stderr going to `out`
+/// (the container keeps them: a pipe would stay open as long as it runs).
+pub fn oci_create(dir: &Path, id: &str, out: &Path, pid_file: Option<&Path>) -> i32 {
+    let log = std::fs::File::create(out).unwrap();
+    let mut cmd = Command::new(FINAL);
+    cmd.args(["create", "--bundle"]).arg(dir);
+    if let Some(p) = pid_file {
+        cmd.arg("--pid-file").arg(p);
+    }
+    cmd.arg(id)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .status()
+        .unwrap()
+        .code()
+        .unwrap_or(-1)
+}
