@@ -79,7 +79,10 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
                 opts.hostname = "container".into();
             }
             let spec = spec::build(&opts)?;
-            println!("{}", serde_json::to_string_pretty(&spec)?);
+            // Through a Value, so that the binary carries one (compact) serializer of the
+            // whole spec, the one `run` writes config.json with, not a second, pretty one.
+            let value: serde_json::Value = serde_json::from_slice(&serde_json::to_vec(&spec)?)?;
+            println!("{}", serde_json::to_string_pretty(&value)?);
             Ok(0)
         }
         // ANCHOR_END: spec_command

@@ -91,8 +91,13 @@ pub fn create(bundle: &Path, id: &str, pid_file: Option<&Path>) -> Result<()> {
     let bundle = std::fs::canonicalize(bundle)
         .with_context(|| format!("cannot find the bundle {}", bundle.display()))?;
     let config = bundle.join("config.json");
-    let mut spec = Spec::load(&config)
+    // Through serde_json::Value, as `final exec` reads a container's spec: one instance of
+    // the (large) Spec deserializer in the binary rather than two.
+    let text = std::fs::read(&config)
         .with_context(|| format!("cannot read the OCI runtime spec {}", config.display()))?;
+    let mut spec: Spec = serde_json::from_slice::<serde_json::Value>(&text)
+        .and_then(serde_json::from_value)
+        .with_context(|| format!("{} is not a valid OCI runtime spec", config.display()))?;
     let refused = unsupported(&spec);
     if !refused.is_empty() {
         bail!(
