@@ -143,6 +143,9 @@ pub fn compile_seccomp(profile: &LinuxSeccomp) -> Result<Vec<BpfProgram>> {
     let default = action(profile.default_action(), profile.default_errno_ret())?;
     let mut by_action: BTreeMap<String, (SeccompAction, BTreeMap<i64, Vec<SeccompRule>>)> =
         BTreeMap::new();
+    // (action, syscall) with a rule without conditions: it matches whatever other rules of
+    // the same action say (seccompiler reads an empty rule list as "always").
+    let mut always: Vec<(String, i64)> = Vec::new();
     for rule in profile.syscalls().as_deref().unwrap_or_default() {
         let act = action(rule.action(), rule.errno_ret())?;
         let mut conditions = Vec::new();
@@ -166,15 +169,18 @@ pub fn compile_seccomp(profile: &LinuxSeccomp) -> Result<Vec<BpfProgram>> {
             );
         }
         // seccompiler groups rules by their match action: one filter per action, chained.
+        let key = format!("{act:?}");
         let entry = by_action
-            .entry(format!("{act:?}"))
+            .entry(key.clone())
             .or_insert_with(|| (act.clone(), BTreeMap::new()));
         for name in rule.names() {
             let Some(nr) = syscall_number(name) else {
                 continue;
             };
             let rules = entry.1.entry(nr).or_default();
-            if !conditions.is_empty() {
+            if conditions.is_empty() {
+                always.push((key.clone(), nr));
+            } else {
                 rules.push(
                     SeccompRule::new(conditions.clone())
                         .map_err(|e| anyhow!("bad seccomp rule for {name}: {e}"))?,
@@ -182,17 +188,55 @@ pub fn compile_seccomp(profile: &LinuxSeccomp) -> Result<Vec<BpfProgram>> {
             }
         }
     }
+    for (key, nr) in always {
+        if let Some(rules) = by_action.get_mut(&key).and_then(|(_, r)| r.get_mut(&nr)) {
+            rules.clear();
+        }
+    }
     let arch: TargetArch = std::env::consts::ARCH
         .try_into()
         .map_err(|e| anyhow!("seccomp: unsupported architecture: {e:?}"))?;
-    // The kernel runs every loaded filter and takes the most restrictive verdict, so one
-    // filter per action composes exactly like one big filter would.
+    // seccompiler builds one filter per action; the kernel runs every loaded filter and takes
+    // the most restrictive verdict (`man 2 seccomp`, "the highest-precedence action"). So:
+    // - with a default of allow (a deny list), each action's filter allows what it does not
+    //   match, and they compose exactly like one filter;
+    // - with another default (an allow list, docker's), the allow filter answers everything
+    //   else with the default, and every other action's filter allows what it does not
+    //   match. A call with an unconditional rule of another action (clone3 → ENOSYS) is let
+    //   through the allow filter, so that its own verdict, not the default, decides it. A
+    //   conditional rule of another action cannot be composed that way and is refused.
+    let allow_key = format!("{:?}", SeccompAction::Allow);
+    if default != SeccompAction::Allow {
+        let mut passed: Vec<i64> = Vec::new();
+        for (key, (_, rules)) in &by_action {
+            if *key == allow_key {
+                continue;
+            }
+            for (nr, conditions) in rules {
+                if !conditions.is_empty() {
+                    bail!("seccomp: a conditional rule with an action other than allow, under a default action other than allow (syscall {nr}), is not supported by final");
+                }
+                passed.push(*nr);
+            }
+        }
+        let allow = by_action
+            .entry(allow_key.clone())
+            .or_insert_with(|| (SeccompAction::Allow, BTreeMap::new()));
+        for nr in passed {
+            allow.1.insert(nr, Vec::new());
+        }
+    }
     let mut programs = Vec::new();
     for (_, (act, rules)) in by_action {
         if rules.is_empty() || act == default {
             continue;
         }
-        let filter = SeccompFilter::new(rules, default.clone(), act, arch)
+        let mismatch = if act == SeccompAction::Allow {
+            default.clone()
+        } else {
+            SeccompAction::Allow
+        };
+        let filter = SeccompFilter::new(rules, mismatch, act, arch)
             .map_err(|e| anyhow!("cannot build the seccomp filter: {e}"))?;
         let bpf: BpfProgram = filter
             .try_into()
@@ -202,83 +246,10 @@ pub fn compile_seccomp(profile: &LinuxSeccomp) -> Result<Vec<BpfProgram>> {
     Ok(programs)
 }
 
-/// Syscall names to numbers for this architecture (libc's SYS_* constants). Names this
-/// architecture does not have (or that this table lacks) give `None`.
+/// A system call's number on this architecture, from its name (the `syscalls` crate's table);
+/// `None` for a name this architecture does not have.
 pub fn syscall_number(name: &str) -> Option<i64> {
-    let key = format!("SYS_{name}");
-    let key = key.as_str();
-    macro_rules! table {
-        ($($n:ident),* $(,)?) => {
-            match key {
-                $(stringify!($n) => return Some(libc::$n as i64),)*
-                _ => {}
-            }
-        };
-    }
-    table!(
-        SYS_acct,
-        SYS_add_key,
-        SYS_bpf,
-        SYS_clock_adjtime,
-        SYS_clock_settime,
-        SYS_clone,
-        SYS_clone3,
-        SYS_delete_module,
-        SYS_finit_module,
-        SYS_fsconfig,
-        SYS_fsmount,
-        SYS_fsopen,
-        SYS_fspick,
-        SYS_get_mempolicy,
-        SYS_init_module,
-        SYS_io_uring_enter,
-        SYS_io_uring_register,
-        SYS_io_uring_setup,
-        SYS_kcmp,
-        SYS_kexec_file_load,
-        SYS_kexec_load,
-        SYS_keyctl,
-        SYS_lookup_dcookie,
-        SYS_mbind,
-        SYS_mount,
-        SYS_mount_setattr,
-        SYS_move_mount,
-        SYS_move_pages,
-        SYS_name_to_handle_at,
-        SYS_open_by_handle_at,
-        SYS_open_tree,
-        SYS_perf_event_open,
-        SYS_pivot_root,
-        SYS_process_vm_readv,
-        SYS_process_vm_writev,
-        SYS_ptrace,
-        SYS_quotactl,
-        SYS_reboot,
-        SYS_request_key,
-        SYS_set_mempolicy,
-        SYS_setns,
-        SYS_settimeofday,
-        SYS_swapoff,
-        SYS_swapon,
-        SYS_umount2,
-        SYS_unshare,
-        SYS_userfaultfd,
-        SYS_personality,
-        SYS_chroot,
-        SYS_syslog,
-        SYS_vhangup,
-        SYS_nfsservctl,
-    );
-    #[cfg(target_arch = "x86_64")]
-    table!(
-        SYS_ioperm,
-        SYS_iopl,
-        SYS_sysfs,
-        SYS__sysctl,
-        SYS_uselib,
-        SYS_ustat,
-    );
-    None
+    name.parse::<syscalls::Sysno>().ok().map(|s| s.id() as i64)
 }
 
 #[cfg(test)]
@@ -289,17 +260,48 @@ mod tests {
     fn default_profile_compiles_and_knows_its_syscalls() {
         let profile = crate::spec::default_seccomp().unwrap();
         let progs = compile_seccomp(&profile).unwrap();
-        // EPERM for the denied list and clone with namespace flags, ENOSYS for clone3.
+        // The allow list (EPERM for the rest), and ENOSYS for clone3.
         assert_eq!(progs.len(), 2);
-        assert!(progs[0].len() + progs[1].len() > 50);
         assert!(syscall_number("keyctl").is_some());
         assert!(syscall_number("no_such_call").is_none());
-        for name in crate::spec::DENIED_SYSCALLS {
-            // Every name is known at least on x86_64, where CI runs.
-            #[cfg(target_arch = "x86_64")]
-            assert!(syscall_number(name).is_some(), "{name}");
-            let _ = name;
+        // Every architecture-neutral name of the list is known where CI runs.
+        #[cfg(target_arch = "x86_64")]
+        {
+            let known = crate::spec::ALLOWED_SYSCALLS
+                .iter()
+                .filter(|n| syscall_number(n).is_some())
+                .count();
+            assert!(known > 280, "only {known} names known");
+            for name in ["read", "execve", "clone", "openat", "arch_prctl", "chroot"] {
+                assert!(syscall_number(name).is_some(), "{name}");
+            }
         }
+    }
+
+    #[test]
+    fn conditional_rules_of_other_actions_need_an_allow_default() {
+        use oci_spec::runtime::*;
+        let rule = LinuxSyscallBuilder::default()
+            .names(vec!["clone".to_string()])
+            .action(LinuxSeccompAction::ScmpActErrno)
+            .args(vec![LinuxSeccompArgBuilder::default()
+                .index(0usize)
+                .value(1u64)
+                .op(LinuxSeccompOperator::ScmpCmpEq)
+                .build()
+                .unwrap()])
+            .build()
+            .unwrap();
+        let profile = |default| {
+            LinuxSeccompBuilder::default()
+                .default_action(default)
+                .syscalls(vec![rule.clone()])
+                .build()
+                .unwrap()
+        };
+        assert!(compile_seccomp(&profile(LinuxSeccompAction::ScmpActAllow)).is_ok());
+        let err = compile_seccomp(&profile(LinuxSeccompAction::ScmpActErrno)).unwrap_err();
+        assert!(err.to_string().contains("not supported"), "{err}");
     }
 
     #[test]

@@ -121,6 +121,34 @@ fn seccomp_blocks_keyctl() {
     );
 }
 
+/// The filter is docker's allow list, not a deny list: a system call docker's profile does not
+/// list fails with EPERM even though the kernel would allow it (pidfd_getfd on ourselves, as on
+/// the host); calls allowed only with some arguments are refused with the others (clone with
+/// CLONE_NEWUTS, AF_VSOCK sockets, personality flags); clone3 answers ENOSYS so that libcs use
+/// clone; and what docker allows works (process_vm_readv of our own memory, plain clone).
+#[test]
+fn seccomp_is_dockers_allow_list() {
+    let inside = probe(&["syscalls"]);
+    assert_eq!(
+        inside.trim(),
+        "pidfd_getfd=1 process_vm_readv=ok clone_newuts=1 clone=ok clone3=38 vsock=1 inet=ok personality_query=ok personality_norandom=1",
+        "{inside}"
+    );
+    // The same probe on the host (as root, no filter): the refusals above are the filter's.
+    let host = std::process::Command::new(PROBE)
+        .arg("syscalls")
+        .output()
+        .unwrap();
+    let host = String::from_utf8_lossy(&host.stdout);
+    for call in [
+        "pidfd_getfd=ok",
+        "clone_newuts=ok",
+        "personality_norandom=ok",
+    ] {
+        assert!(host.contains(call), "{call}: {host}");
+    }
+}
+
 #[test]
 fn seccomp_blocks_unshare_and_mount() {
     let out = sh(&[], "unshare -n true 2>/dev/null && echo unshared; mount -t tmpfs t /mnt 2>/dev/null && echo mounted; echo done");
