@@ -321,20 +321,26 @@ fn concurrent_runs_with_one_name_have_one_winner() {
     ok(&["rm", &name]);
 }
 
+/// `sh -c CMD` with a terminal on stdin, as an interactive user would have it: script(1) runs
+/// it on a new pty. Its output, without the terminal's \r, and without the ^@ the terminal may
+/// echo anywhere when script's own stdin reaches end-of-file.
+fn under_a_terminal(cmd: &str) -> String {
+    let out = Command::new("script")
+        .args(["-qec", cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .output()
+        .expect("script(1) from util-linux is needed for this test");
+    String::from_utf8_lossy(&out.stdout)
+        .replace('\r', "")
+        .replace("^@", "")
+}
+
 #[test]
 fn a_terminal_stdin_gets_a_pty() {
     require_root();
     // script(1) gives `final` a terminal on stdin, as an interactive user would have.
     let cmd = format!("{FINAL} run --rm sh -c 'tty; test -t 0 && echo stdin-is-tty; echo $TERM'");
-    let out = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::piped())
-        .output()
-        .expect("script(1) from util-linux is needed for this test");
-    // (script's stdin reaches end-of-file, which the terminal may echo as ^@ anywhere)
-    let text = String::from_utf8_lossy(&out.stdout)
-        .replace('\r', "")
-        .replace("^@", "");
+    let text = under_a_terminal(&cmd);
     assert!(text.contains("/dev/console\n"), "{text}");
     assert!(text.contains("stdin-is-tty\n"), "{text}");
     assert!(text.contains("xterm\n"), "{text}");
@@ -353,15 +359,7 @@ fn the_window_size_is_copied_and_follows_a_resize() {
         "stty rows 40 cols 100; (sleep 0.5; stty rows 50 cols 120 </dev/tty) & \
          {FINAL} run --rm sh -c 'stty size; sleep 2; stty size'"
     );
-    let out = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::piped())
-        .output()
-        .expect("script(1) from util-linux is needed for this test");
-    // (the terminal may echo script's end of input as ^@)
-    let text = String::from_utf8_lossy(&out.stdout)
-        .replace('\r', "")
-        .replace("^@", "");
+    let text = under_a_terminal(&cmd);
     let sizes: Vec<&str> = text
         .lines()
         .filter(|l| l.split(' ').count() == 2 && l.split(' ').all(|n| n.parse::<u32>().is_ok()))
@@ -379,14 +377,8 @@ fn exec_from_a_terminal_gets_a_pty_inside_the_container() {
     let cmd = format!(
         "stty rows 33 cols 77; {FINAL} exec {name} sh -c 't=$(tty); echo tty=$t; test -c $t && echo exists-inside; test -t 0 && echo stdin-is-tty; stty size'"
     );
-    let out = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::piped())
-        .output()
-        .expect("script(1) from util-linux is needed for this test");
+    let text = under_a_terminal(&cmd);
     ok(&["rm", "-f", &name]);
-    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-    let text = text.replace("^@", "");
     assert!(text.contains("tty=/dev/pts/"), "{text:?}");
     assert!(text.contains("exists-inside\n"), "{text:?}");
     assert!(text.contains("stdin-is-tty\n"), "{text:?}");
