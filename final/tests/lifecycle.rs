@@ -14,14 +14,6 @@ fn inspect(name: &str) -> serde_json::Value {
     v[0].clone()
 }
 
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn cgroup_exists(id: &str) -> bool {
     std::path::Path::new(&format!("/sys/fs/cgroup/memory/cfs-final/{id}")).exists()
         || std::path::Path::new(&format!("/sys/fs/cgroup/pids/cfs-final/{id}")).exists()

@@ -8,7 +8,7 @@
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Deletes the container when dropped, so a failed assertion leaves nothing waiting.
 struct Deleted<'a>(&'a str);
@@ -21,14 +21,6 @@ impl Drop for Deleted<'_> {
 
 fn state(id: &str) -> serde_json::Value {
     serde_json::from_str(&ok(&["state", id])).unwrap()
-}
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The container's record id (for its state directory and cgroups).

@@ -293,3 +293,15 @@ pub fn oci_create(dir: &Path, id: &str, out: &Path, pid_file: Option<&Path>) -> 
         .code()
         .unwrap_or(-1)
 }
+
+/// Waits (10 s at most, then fails) until `cond` holds.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
