@@ -7,8 +7,6 @@
 mod common;
 use common::*;
 use std::io::Write;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 const GATEWAY: &str = "172.31.250.1";
 
@@ -216,36 +214,10 @@ fn running_containers_never_share_an_address() {
 #[test]
 fn killed_runtime_leaves_nothing_after_ps_and_rm() {
     let name = unique("killed");
-    let mut child = Command::new(FINAL)
-        .args([
-            "run",
-            "--name",
-            &name,
-            "--network",
-            "bridge",
-            "-p",
-            "18484:80",
-            "sleep",
-            "60",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (id, ip) = loop {
-        let r = final_(&["inspect", &name]);
-        if r.code == 0 && r.stdout.contains("\"running\"") {
-            let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-            break (
-                v[0]["id"].as_str().unwrap().to_string(),
-                container_ip(&name),
-            );
-        }
-        assert!(Instant::now() < deadline, "container never ran");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut child = spawn_bridged(&name, "18484:80");
+    let v: serde_json::Value = serde_json::from_str(&ok(&["inspect", &name])).unwrap();
+    let id = v[0]["id"].as_str().unwrap().to_string();
+    let ip = container_ip(&name);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     ok(&["ps", "-a"]); // reconciles: the container is dead, its network released

@@ -9,7 +9,6 @@
 mod common;
 use common::*;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 /// `iptables -t nat -S` (the whole nat table).
 fn nat_rules() -> String {
@@ -104,54 +103,14 @@ fn iptables_backend_publishes_ports_and_leaves_no_rules() {
                 let r = final_(&["run", "--rm", "--network", "bridge", "-p", &publish, "true"]);
                 assert_eq!(r.code, 0, "{}", r.stderr);
             }
-            1 => {
-                let r = final_(&[
-                    "run",
-                    "--rm",
-                    "--network",
-                    "bridge",
-                    "-p",
-                    &publish,
-                    "-w",
-                    "/etc/passwd",
-                    "true",
-                ]);
-                assert_eq!(r.code, 125, "{}", r.stderr);
-            }
+            1 => bridged_run_failing_setup(&publish),
             _ => {
-                let mut child = spawn_running(
-                    &name,
-                    &[
-                        "--name",
-                        &name,
-                        "--network",
-                        "bridge",
-                        "-p",
-                        &publish,
-                        "sleep",
-                        "30",
-                    ],
-                );
+                let runtime = spawn_bridged(&name, &publish);
                 assert_eq!(container_rules().len(), 1, "{}", nat_rules());
-                child.kill().unwrap(); // SIGKILL: `rm` cleans up after the runtime
-                child.wait().unwrap();
-                ok(&["rm", "-f", &name]);
+                kill_runtime_then_rm(runtime, &name);
             }
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while net_snapshot() != before.1 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
     assert_eq!(container_rules(), Vec::<String>::new(), "{}", nat_rules());
-    assert_eq!(
-        before.1,
-        net_snapshot(),
-        "bridged containers left network state"
-    );
-    assert_eq!(
-        before.0,
-        snapshot(),
-        "bridged containers left something on the host"
-    );
+    assert_bridged_runs_left_nothing(&before);
 }

@@ -5,7 +5,6 @@
 
 mod common;
 use common::*;
-use std::time::{Duration, Instant};
 
 #[test]
 fn no_network_leftovers_after_50_runs() {
@@ -36,20 +35,7 @@ fn no_network_leftovers_after_50_runs() {
                 let r = final_(&["run", "--rm", "--network", "bridge", "no-such-command"]);
                 assert_eq!(r.code, 127, "{}", r.stderr);
             }
-            2 => {
-                let r = final_(&[
-                    "run",
-                    "--rm",
-                    "--network",
-                    "bridge",
-                    "-p",
-                    &publish,
-                    "-w",
-                    "/etc/passwd",
-                    "true",
-                ]);
-                assert_eq!(r.code, 125, "{}", r.stderr);
-            }
+            2 => bridged_run_failing_setup(&publish),
             3 => {
                 ok(&[
                     "run",
@@ -67,39 +53,9 @@ fn no_network_leftovers_after_50_runs() {
             }
             _ => {
                 // The runtime SIGKILLed mid-run; `rm` cleans up after it.
-                let mut child = spawn_running(
-                    &name,
-                    &[
-                        "--name",
-                        &name,
-                        "--network",
-                        "bridge",
-                        "-p",
-                        &publish,
-                        "sleep",
-                        "30",
-                    ],
-                );
-                child.kill().unwrap();
-                child.wait().unwrap();
-                ok(&["rm", "-f", &name]);
+                kill_runtime_then_rm(spawn_bridged(&name, &publish), &name);
             }
         }
     }
-    // The kernel removes a dead namespace's veth asynchronously; we delete ours at exit, so
-    // this should hold at once, but allow it a (bounded) moment.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while net_snapshot() != before.1 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(
-        before.1,
-        net_snapshot(),
-        "bridged containers left network state"
-    );
-    assert_eq!(
-        before.0,
-        snapshot(),
-        "bridged containers left something on the host"
-    );
+    assert_bridged_runs_left_nothing(&before);
 }

@@ -305,3 +305,65 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// `final run --rm --network bridge -p PUBLISH` whose setup fails (the working directory is a
+/// file) after the address and the port were taken: exit 125.
+pub fn bridged_run_failing_setup(publish: &str) {
+    let r = final_(&[
+        "run",
+        "--rm",
+        "--network",
+        "bridge",
+        "-p",
+        publish,
+        "-w",
+        "/etc/passwd",
+        "true",
+    ]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+}
+
+/// A bridged `sleep 30` named `name` publishing `publish`, running, its runtime in the
+/// background: for tests that SIGKILL the runtime ([`kill_runtime_then_rm`]).
+pub fn spawn_bridged(name: &str, publish: &str) -> std::process::Child {
+    spawn_running(
+        name,
+        &[
+            "--name",
+            name,
+            "--network",
+            "bridge",
+            "-p",
+            publish,
+            "sleep",
+            "30",
+        ],
+    )
+}
+
+/// SIGKILLs a container's runtime; `rm -f` then cleans up after it.
+pub fn kill_runtime_then_rm(mut runtime: std::process::Child, name: &str) {
+    runtime.kill().unwrap();
+    runtime.wait().unwrap();
+    ok(&["rm", "-f", name]);
+}
+
+/// The network state and the host are as `before` (taken before the bridged runs). The kernel
+/// removes a dead namespace's veth asynchronously; final deletes its own at exit, so this
+/// should hold at once, but it gets a (bounded) moment.
+pub fn assert_bridged_runs_left_nothing(before: &(HostSnapshot, NetSnapshot)) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while net_snapshot() != before.1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        before.1,
+        net_snapshot(),
+        "bridged containers left network state"
+    );
+    assert_eq!(
+        before.0,
+        snapshot(),
+        "bridged containers left something on the host"
+    );
+}
