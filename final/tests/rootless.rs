@@ -158,6 +158,18 @@ fn as_user_in(cgroup: Option<&Path>, user: &str, env: &[(&str, &str)], args: &[&
     finish(out)
 }
 
+/// `final run --rm --memory 32m true` as the rootless user, from the test's own cgroup.
+fn run_with_a_memory_limit() -> Run {
+    let rootfs = reachable().1.to_string_lossy().into_owned();
+    as_user(
+        USER,
+        &[],
+        &[
+            "run", "--rm", "--rootfs", &rootfs, "--memory", "32m", "true",
+        ],
+    )
+}
+
 /// `final run --rm --rootfs R [opts] sh -c SCRIPT` as `user`, asserting success.
 fn user_sh(user: &str, opts: &[&str], script: &str) -> Run {
     let rootfs = reachable().1.to_string_lossy().into_owned();
@@ -337,13 +349,7 @@ fn rootless_state_lives_under_xdg_runtime_dir() {
 fn rootless_limits_and_bridge_are_explained() {
     ensure_user(USER, false);
     let rootfs = reachable().1.to_string_lossy().into_owned();
-    let r = as_user(
-        USER,
-        &[],
-        &[
-            "run", "--rm", "--rootfs", &rootfs, "--memory", "32m", "true",
-        ],
-    );
+    let r = run_with_a_memory_limit();
     assert_eq!(r.code, 0, "{}", r.stderr);
     // The user's own cgroup (here: the test's, root's) is not delegated to it; the note says
     // why and how (cgroup v2), or that cgroup v1 cannot be delegated.
@@ -697,13 +703,7 @@ fn rootless_limits_apply_in_a_delegated_cgroup() {
     let uid = ensure_user(USER, false);
     let rootfs = reachable().1.to_string_lossy().into_owned();
     if !cgroup_v2() {
-        let r = as_user(
-            USER,
-            &[],
-            &[
-                "run", "--rm", "--rootfs", &rootfs, "--memory", "32m", "true",
-            ],
-        );
+        let r = run_with_a_memory_limit();
         assert_eq!(r.code, 0, "{}", r.stderr);
         for w in ["not applied", "this machine uses cgroup v1", "fix: "] {
             assert!(r.stderr.contains(w), "{w}: {}", r.stderr);
@@ -791,13 +791,7 @@ fn rootless_limits_apply_in_a_delegated_cgroup() {
     // the delegated cgroup and how to get into it.
     if !Path::new("/sys/fs/cgroup/user.slice").exists() {
         let _sd = Delegation::systemd_like(uid, &["memory", "pids"]);
-        let ssh = as_user(
-            USER,
-            &[],
-            &[
-                "run", "--rm", "--rootfs", &rootfs, "--memory", "32m", "true",
-            ],
-        );
+        let ssh = run_with_a_memory_limit();
         assert_eq!(ssh.code, 0, "{}", ssh.stderr);
         for w in [
             format!("systemd delegated /user.slice/user-{uid}.slice/user@{uid}.service to you, but final runs in /"),
