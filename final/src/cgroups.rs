@@ -35,10 +35,10 @@ use std::time::{Duration, Instant};
 /// Parent of all our cgroups in every hierarchy.
 pub const PARENT: &str = "cfs-final";
 
-const CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
+pub const CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
 /// On v1 the device rules ([`crate::devices`]) need the `devices` hierarchy too; on v2
 /// they are an eBPF program attached to the cgroup, not a controller.
-const V1_CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "devices"];
+pub const V1_CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "devices"];
 
 const ROOT: &str = "/sys/fs/cgroup";
 
@@ -144,6 +144,11 @@ fn v1_hierarchies() -> &'static [(&'static str, PathBuf)] {
             .filter(|(_, root)| root.join("cgroup.procs").exists())
             .collect()
     })
+}
+
+/// The v1 controllers we use that this machine has mounted (`final doctor`).
+pub fn v1_controllers() -> Vec<&'static str> {
+    v1_hierarchies().iter().map(|(c, _)| *c).collect()
 }
 
 /// The controllers we use that the v2 cgroup `base` offers its descendants: only those in

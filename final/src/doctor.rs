@@ -122,23 +122,15 @@ pub fn run() -> i32 {
             format!("/sys/fs/cgroup/{base}/cgroup.controllers").replace("//", "/"),
         )),
         (crate::cgroups::Layout::V1 { .. }, Some(_)) => Some((
-            ["memory", "pids", "cpu", "devices"]
-                .into_iter()
-                .filter(|c| {
-                    Path::new("/sys/fs/cgroup")
-                        .join(c)
-                        .join("cgroup.procs")
-                        .exists()
-                })
-                .collect(),
+            crate::cgroups::v1_controllers(),
             "/sys/fs/cgroup/<controller>".to_string(),
         )),
     };
     let v1 = matches!(layout, crate::cgroups::Layout::V1 { .. });
-    let wanted: &[&str] = if v1 && root {
-        &["memory", "pids", "cpu", "devices"]
+    let wanted: &[&str] = if v1 {
+        &crate::cgroups::V1_CONTROLLERS
     } else {
-        &["memory", "pids", "cpu"]
+        &crate::cgroups::CONTROLLERS
     };
     for (c, (found, where_)) in wanted
         .iter()
